@@ -1,0 +1,168 @@
+//! The ports: what the use cases need from the outside world, as traits.
+//!
+//! # Transactions
+//! A use case hands the [`Store`] a *unit of work*: an async closure over a [`Tx`]. The store runs
+//! it inside one database transaction and commits durably before it answers. This shape, rather than
+//! `begin`/`commit` calls, is what lets the SQLite store practise *group commit*: one writer runs the
+//! units of many concurrent requests in one transaction (each under its own savepoint, so a unit
+//! that fails rolls back alone) and acknowledges all of them after a single fsync.
+//!
+//! A unit may run more than once only if it fails before commit; it must not have side effects
+//! outside its `Tx` (outbound calls belong to the worker, from durable records).
+
+use crate::AppError;
+use async_trait::async_trait;
+use cardplane_domain::ids::{IssuerId, KeyId};
+use cardplane_domain::issuer::Issuer;
+use cardplane_domain::keys::{EncryptionKey, P256PublicKey};
+use futures_util::future::BoxFuture;
+use std::any::Any;
+use time::OffsetDateTime;
+
+/// A storage failure. Never the caller's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database failed: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// An encryption key as stored: its public half and its private half sealed by the [`KeyVault`].
+#[derive(Debug, Clone)]
+pub struct StoredEncryptionKey {
+    pub key: EncryptionKey,
+    pub sealed_private_key: Vec<u8>,
+}
+
+/// The repository operations available inside one transaction.
+///
+/// Reads inside a write unit see the unit's own writes and those of the units committed before it.
+#[async_trait]
+pub trait Tx: Send {
+    async fn issuer(&mut self, id: &IssuerId) -> Result<Option<Issuer>, StoreError>;
+    async fn issuers(&mut self) -> Result<Vec<Issuer>, StoreError>;
+    /// Inserts or replaces an issuer with its assertion keys, card products and settings.
+    async fn put_issuer(&mut self, issuer: &Issuer) -> Result<(), StoreError>;
+
+    /// Every encryption key of the issuer, oldest first.
+    async fn encryption_keys(&mut self, issuer: &IssuerId) -> Result<Vec<StoredEncryptionKey>, StoreError>;
+    async fn add_encryption_key(&mut self, issuer: &IssuerId, key: &StoredEncryptionKey) -> Result<(), StoreError>;
+    /// Marks every active key of the issuer retired at `at`.
+    async fn retire_encryption_keys(&mut self, issuer: &IssuerId, at: OffsetDateTime) -> Result<(), StoreError>;
+}
+
+/// What a unit of work returns, type-erased so that [`Store`] stays object-safe.
+pub type Erased = Box<dyn Any + Send>;
+
+/// A unit of work with its result type erased. Build one through [`StoreExt`].
+pub type BoxedWork = Box<dyn for<'t> FnOnce(&'t mut dyn Tx) -> BoxFuture<'t, Result<Erased, AppError>> + Send>;
+
+/// Durable storage.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Runs `work` in a read-write transaction and returns only once its commit is durable. If the
+    /// work fails, none of its writes are kept.
+    async fn write_erased(&self, work: BoxedWork) -> Result<Erased, AppError>;
+
+    /// Runs `work` on a consistent read-only snapshot.
+    async fn read_erased(&self, work: BoxedWork) -> Result<Erased, AppError>;
+
+    /// Whether the database answers and every migration this build knows is applied.
+    async fn check_ready(&self) -> Result<(), StoreError>;
+
+    /// Finishes the work accepted so far and stops taking more.
+    async fn close(&self);
+}
+
+/// Typed front of [`Store`]: `store.write(|tx| Box::pin(async move { ... }))`.
+pub trait StoreExt {
+    fn write<T, F>(&self, work: F) -> BoxFuture<'_, Result<T, AppError>>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut dyn Tx) -> BoxFuture<'t, Result<T, AppError>> + Send + 'static;
+
+    fn read<T, F>(&self, work: F) -> BoxFuture<'_, Result<T, AppError>>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut dyn Tx) -> BoxFuture<'t, Result<T, AppError>> + Send + 'static;
+}
+
+fn erase<T, F>(work: F) -> BoxedWork
+where
+    T: Send + 'static,
+    F: for<'t> FnOnce(&'t mut dyn Tx) -> BoxFuture<'t, Result<T, AppError>> + Send + 'static,
+{
+    Box::new(move |tx| {
+        Box::pin(async move { work(tx).await.map(|value| Box::new(value) as Erased) })
+    })
+}
+
+fn unerase<T: 'static>(value: Erased) -> T {
+    *value.downcast::<T>().expect("a store returns the value its unit of work produced")
+}
+
+impl<S: Store + ?Sized> StoreExt for S {
+    fn write<T, F>(&self, work: F) -> BoxFuture<'_, Result<T, AppError>>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut dyn Tx) -> BoxFuture<'t, Result<T, AppError>> + Send + 'static,
+    {
+        Box::pin(async move { self.write_erased(erase(work)).await.map(unerase) })
+    }
+
+    fn read<T, F>(&self, work: F) -> BoxFuture<'_, Result<T, AppError>>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut dyn Tx) -> BoxFuture<'t, Result<T, AppError>> + Send + 'static,
+    {
+        Box::pin(async move { self.read_erased(erase(work)).await.map(unerase) })
+    }
+}
+
+/// The time. A port so that the sandbox and the tests can move it.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The wall clock, truncated to microseconds (what both databases keep).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        let now = OffsetDateTime::now_utc();
+        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).expect("a truncated nanosecond is valid")
+    }
+}
+
+/// A sealed secret could not be opened: wrong master key, or tampered data.
+#[derive(Debug, thiserror::Error)]
+#[error("a sealed secret could not be opened (wrong master key or tampered data)")]
+pub struct UnsealError;
+
+/// Key material, held under the master key. Implemented by the `jose` adapter.
+pub trait KeyVault: Send + Sync + 'static {
+    /// Makes a new P-256 encryption key for `issuer`: its public half, and its private half sealed.
+    fn new_encryption_key(&self, issuer: &IssuerId, now: OffsetDateTime) -> StoredEncryptionKey;
+
+    /// Whether a P-256 public key an issuer gave us is a point on the curve.
+    fn is_valid_public_key(&self, key: &P256PublicKey) -> bool;
+
+    /// Encrypts a small secret under the master key, bound to `context` (which must be given again
+    /// to open it, so that a sealed value cannot be moved to another row).
+    fn seal(&self, context: &str, plaintext: &[u8]) -> Vec<u8>;
+    fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, UnsealError>;
+}
+
+/// The sealing context of an issuer's callback client secret.
+pub fn client_secret_context(issuer: &IssuerId) -> String {
+    format!("callback-client-secret:{issuer}")
+}
+
+/// The sealing context of an issuer's private encryption key.
+pub fn encryption_key_context(issuer: &IssuerId, kid: &KeyId) -> String {
+    format!("encryption-key:{issuer}:{kid}")
+}

@@ -1,0 +1,20 @@
+//! The payments domain of cardplane: what an issuer, a card product, a key id *is*, and which values of
+//! them are valid. Pure Rust: no I/O, no async, no serialisation. Adapters parse untrusted input into
+//! these types once ("parse, don't validate"); everything past that boundary can trust them.
+//!
+//! # Layout
+//! - [`field`]: [`FieldError`], the one way a value is refused, naming the field (becomes a D1 400).
+//! - [`ids`]: the identifier newtypes of D1 (`issuerId`, `consumerId`, `cardId`, `cardProductId`, `kid`).
+//! - [`scheme`]: card schemes, and which scheme a PAN prefix belongs to.
+//! - [`product`]: card products: scheme, authorisation mode, BIN range, validity.
+//! - [`issuer`]: an onboarded issuer and its settings (assertion keys, callback, wallet server).
+//! - [`keys`]: public-key material as the domain sees it (P-256 points, key status).
+
+pub mod field;
+pub mod ids;
+pub mod issuer;
+pub mod keys;
+pub mod product;
+pub mod scheme;
+
+pub use field::FieldError;

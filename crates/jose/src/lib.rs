@@ -1,0 +1,16 @@
+//! cardplane's key handling: the master key, secrets sealed under it, and the P-256 encryption keys
+//! issuers encrypt card data to. Built on aws-lc-rs, chosen for speed (ECDH P-256 is ~3x faster
+//! than the pure-Rust stack on this hardware) as well as its FIPS-validated core.
+//!
+//! # Layout
+//! - [`master`]: [`MasterKey`]: parsing it, reading it from a file, making one on first start.
+//! - [`vault`]: [`Vault`], the [`KeyVault`](cardplane_app::ports::KeyVault) port: sealing secrets
+//!   (AES-256-GCM under an HKDF-derived key) and making issuer encryption keys.
+//! - [`jwk`]: JWK thumbprints (RFC 7638), used as key ids.
+
+pub mod jwk;
+pub mod master;
+pub mod vault;
+
+pub use master::MasterKey;
+pub use vault::Vault;
