@@ -1,1 +1,84 @@
-//! placeholder
+//! cardplane's storage: the [`Store`] port implemented twice, on SQLite (the embedded default,
+//! with group commit) and on PostgreSQL (to run as the platform, scaled out), both through sqlx.
+//!
+//! # Layout
+//! - [`repo`]: every query and row mapping, written once for both backends.
+//! - [`sqlite`]: [`SqliteStore`]: WAL, `synchronous=FULL`, one group-committing writer, reader pool.
+//! - [`postgres`]: [`PgStore`]: a connection pool, one transaction per unit of work.
+//! - `migrations/{sqlite,postgres}`: each backend's schema, embedded in the binary and run at start.
+//!
+//! [`open`] picks the backend from the URL scheme.
+
+mod repo;
+pub mod postgres;
+pub mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use cardplane_app::ports::{KeyVault, Store, StoreError};
+use std::sync::Arc;
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unsupported database URL (expected sqlite://... or postgres://...)")]
+pub struct UnsupportedUrl;
+
+/// Opens the store at `url`, running its migrations.
+pub async fn open(url: &str, vault: Arc<dyn KeyVault>) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match Backend::of(url).ok_or_else(|| StoreError::Backend(Box::new(UnsupportedUrl)))? {
+        Backend::Sqlite => Arc::new(SqliteStore::open(url, vault).await?),
+        Backend::Postgres => Arc::new(PgStore::open(url, vault).await?),
+    })
+}
+
+/// Runs the migrations of the database at `url`, and nothing else.
+pub async fn migrate(url: &str) -> Result<(), StoreError> {
+    match Backend::of(url).ok_or_else(|| StoreError::Backend(Box::new(UnsupportedUrl)))? {
+        Backend::Sqlite => sqlite::migrate(url).await,
+        Backend::Postgres => postgres::migrate(url).await,
+    }
+}
+
+/// Runs a unit of work, turning a panic inside it into an error, so that a bug in one use case
+/// rolls back its own writes and leaves the store (and, on SQLite, the rest of its batch) working.
+async fn contain_panic(
+    work: futures_util::future::BoxFuture<'_, Result<cardplane_app::ports::Erased, cardplane_app::AppError>>,
+) -> Result<cardplane_app::ports::Erased, cardplane_app::AppError> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(work).catch_unwind().await.unwrap_or_else(|_| {
+        Err(cardplane_app::AppError::Unexpected(anyhow::anyhow!("a unit of work panicked; its writes were rolled back")))
+    })
+}
+
+/// The query that lists applied migrations; the same in both backends.
+const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+
+/// Ready means: the database answers and every migration this build carries is applied.
+fn check_migrations(migrator: &sqlx::migrate::Migrator, applied: &[(i64,)]) -> Result<(), StoreError> {
+    let missing: Vec<i64> =
+        migrator.iter().map(|m| m.version).filter(|v| !applied.iter().any(|(a,)| a == v)).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(format!("migrations not applied: {missing:?}")))
+    }
+}

@@ -1,0 +1,85 @@
+//! The PostgreSQL store, for running cardplane as the platform: any number of stateless
+//! `cardplane serve` instances over one database.
+//!
+//! Each unit of work runs in its own transaction on a pooled connection; PostgreSQL's own WAL
+//! already groups concurrent commits into shared fsyncs.
+
+use crate::repo::{SqlTx, backend, impl_tx};
+use async_trait::async_trait;
+use cardplane_app::AppError;
+use cardplane_app::ports::{BoxedWork, Erased, KeyVault, Store, StoreError};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Executor, PgConnection, PgPool};
+use std::sync::Arc;
+use std::time::Duration;
+
+impl_tx!(PgConnection);
+
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub struct PgStore {
+    pool: PgPool,
+    vault: Arc<dyn KeyVault>,
+}
+
+async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .map_err(backend)
+}
+
+impl PgStore {
+    /// Connects to `url` and runs the migrations (under PostgreSQL's advisory lock, so several
+    /// instances may start at once).
+    pub async fn open(url: &str, vault: Arc<dyn KeyVault>) -> Result<Self, StoreError> {
+        let pool = connect(url, 32).await?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(Box::new(e)))?;
+        Ok(Self { pool, vault })
+    }
+}
+
+/// Runs migrations only (`cardplane migrate`).
+pub async fn migrate(url: &str) -> Result<(), StoreError> {
+    let pool = connect(url, 1).await?;
+    MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(Box::new(e)))?;
+    pool.close().await;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn write_erased(&self, work: BoxedWork) -> Result<Erased, AppError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let outcome = crate::contain_panic(work(&mut SqlTx { conn: &mut *tx, vault: self.vault.as_ref() })).await;
+        match outcome {
+            Ok(value) => {
+                tx.commit().await.map_err(backend)?;
+                Ok(value)
+            }
+            Err(error) => {
+                tx.rollback().await.map_err(backend)?;
+                Err(error)
+            }
+        }
+    }
+
+    async fn read_erased(&self, work: BoxedWork) -> Result<Erased, AppError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").await.map_err(backend)?;
+        let outcome = work(&mut SqlTx { conn: &mut *tx, vault: self.vault.as_ref() }).await;
+        tx.rollback().await.map_err(backend)?;
+        outcome
+    }
+
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let applied = sqlx::query_as(crate::APPLIED_MIGRATIONS).fetch_all(&self.pool).await.map_err(backend)?;
+        crate::check_migrations(&MIGRATOR, &applied)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

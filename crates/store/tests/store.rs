@@ -1,0 +1,240 @@
+//! The store contract, run on both backends: what a use case may rely on from any `Store`.
+
+use cardplane_app::AppError;
+use cardplane_app::ports::{KeyVault, Store, StoreExt};
+use cardplane_domain::FieldError;
+use cardplane_domain::ids::{CardProductId, IssuerId, KeyId};
+use cardplane_domain::issuer::{CallbackSettings, HttpUrl, Issuer, IssuerName, Onboarding, WalletServerSettings};
+use cardplane_domain::keys::AssertionKey;
+use cardplane_domain::product::{AuthorisationMode, BinRange, CardProduct, ValidityYears};
+use cardplane_domain::scheme::Scheme;
+use cardplane_testkit::{TestDatabase, backend_tests, test_vault};
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+async fn open(db: &TestDatabase) -> Arc<dyn Store> {
+    cardplane_store::open(&db.url, test_vault()).await.expect("the store opens")
+}
+
+fn at(seconds: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000 + seconds).unwrap()
+}
+
+fn issuer(id: &str, products: &[&str]) -> Issuer {
+    let vault = test_vault();
+    let issuer_id = IssuerId::parse(id).unwrap();
+    let public_key = vault.new_encryption_key(&issuer_id, at(0)).key.public_key;
+    let card_products = products
+        .iter()
+        .map(|p| CardProduct {
+            id: CardProductId::parse(*p).unwrap(),
+            scheme: Scheme::Visa,
+            authorisation_mode: AuthorisationMode::Light,
+            bin_range: Some(BinRange::parse("411111", "411199", Scheme::Visa).unwrap()),
+            physical: true,
+            validity: ValidityYears::parse(4).unwrap(),
+            used_for_transactions: false,
+        })
+        .collect();
+    let base = HttpUrl::parse("baseUrl", "http://127.0.0.1:9999/bank").unwrap();
+    let callback = CallbackSettings {
+        token_url: HttpUrl::parse("tokenUrl", &base.join(CallbackSettings::DEFAULT_TOKEN_PATH)).unwrap(),
+        base_url: base.clone(),
+        client: Some(CallbackSettings::client("d1-client", "a client secret").unwrap()),
+        scope: Some("notifications".into()),
+        max_batch_size: 10,
+        stores_consumer_data: false,
+    };
+    let wallet = WalletServerSettings {
+        base_url: base.clone(),
+        pods: [("pod-a".to_owned(), HttpUrl::parse("pods", "http://127.0.0.1:9998").unwrap())].into(),
+    };
+    Issuer {
+        id: issuer_id,
+        onboarding: Onboarding::new(
+            IssuerName::parse("Bank of Tests").unwrap(),
+            vec![AssertionKey { kid: KeyId::parse("sig-1").unwrap(), public_key }],
+            card_products,
+            Some(callback),
+            Some(wallet),
+        )
+        .unwrap(),
+        created_at: at(0),
+        updated_at: at(1),
+    }
+}
+
+async fn put(store: &Arc<dyn Store>, issuer: Issuer) {
+    store.write(move |tx| Box::pin(async move { Ok(tx.put_issuer(&issuer).await?) })).await.unwrap();
+}
+
+async fn get(store: &Arc<dyn Store>, id: &str) -> Option<Issuer> {
+    let id = IssuerId::parse(id).unwrap();
+    store.read(move |tx| Box::pin(async move { Ok(tx.issuer(&id).await?) })).await.unwrap()
+}
+
+backend_tests! {
+    async fn issuers_round_trip_with_every_setting(db: TestDatabase) {
+        let store = open(&db).await;
+        let original = issuer("ISSUER0001", &["VISA_GOLD", "VISA_DEBIT"]);
+        put(&store, original.clone()).await;
+        let mut expected = original;
+        expected.onboarding.card_products.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(get(&store, "ISSUER0001").await, Some(expected));
+        assert_eq!(get(&store, "ISSUER0002").await, None);
+        store.close().await;
+    }
+
+    async fn onboarding_again_replaces_keys_and_products(db: TestDatabase) {
+        let store = open(&db).await;
+        put(&store, issuer("ISSUER0001", &["A", "B"])).await;
+        let mut second = issuer("ISSUER0001", &["C"]);
+        second.onboarding.callback = None;
+        second.onboarding.wallet_server = None;
+        put(&store, second.clone()).await;
+        assert_eq!(get(&store, "ISSUER0001").await, Some(second));
+        store.close().await;
+    }
+
+    async fn the_client_secret_is_not_stored_in_clear(db: TestDatabase) {
+        let store = open(&db).await;
+        put(&store, issuer("ISSUER0001", &[])).await;
+        store.close().await;
+        if let Some(dir) = db.dir() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+                assert!(!bytes.windows(15).any(|w| w == b"a client secret"), "secret found in a database file");
+            }
+        }
+    }
+
+    async fn a_failing_unit_leaves_nothing_and_does_not_harm_its_batch(db: TestDatabase) {
+        let store = open(&db).await;
+        // Many concurrent units, so that on SQLite they share group commits; every odd one fails
+        // after writing.
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let issuer = issuer(&format!("ISSUER{i:04}"), &["P"]);
+                store
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            tx.put_issuer(&issuer).await?;
+                            if i % 2 == 1 {
+                                return Err(AppError::Invalid(FieldError::invalid("x", "refused after writing")));
+                            }
+                            Ok(())
+                        })
+                    })
+                    .await
+            }));
+        }
+        for (i, task) in tasks.into_iter().enumerate() {
+            assert_eq!(task.await.unwrap().is_ok(), i % 2 == 0);
+        }
+        let all = store.read(|tx| Box::pin(async move { Ok(tx.issuers().await?) })).await.unwrap();
+        let ids: Vec<String> = all.iter().map(|i| i.id.to_string()).collect();
+        let expected: Vec<String> = (0..60).step_by(2).map(|i| format!("ISSUER{i:04}")).collect();
+        assert_eq!(ids, expected);
+        store.close().await;
+    }
+
+    async fn a_panicking_unit_is_rolled_back_and_reported(db: TestDatabase) {
+        let store = open(&db).await;
+        let issuer_a = issuer("ISSUER000A", &[]);
+        let outcome = store
+            .write(move |tx| {
+                Box::pin(async move {
+                    tx.put_issuer(&issuer_a).await?;
+                    if tx.issuer(&issuer_a.id).await?.is_some() {
+                        panic!("a bug in a use case");
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        assert!(matches!(outcome, Err(AppError::Unexpected(_))));
+        assert_eq!(get(&store, "ISSUER000A").await, None);
+        put(&store, issuer("ISSUER000B", &[])).await;
+        assert!(get(&store, "ISSUER000B").await.is_some(), "the store still works");
+        store.close().await;
+    }
+
+    async fn encryption_keys_rotate_with_one_active_key(db: TestDatabase) {
+        let store = open(&db).await;
+        put(&store, issuer("ISSUER0001", &[])).await;
+        let vault = test_vault();
+        let id = IssuerId::parse("ISSUER0001").unwrap();
+        let first = vault.new_encryption_key(&id, at(10));
+        let second = vault.new_encryption_key(&id, at(20));
+        let (id2, f, s) = (id.clone(), first.clone(), second.clone());
+        store
+            .write(move |tx| {
+                Box::pin(async move {
+                    tx.add_encryption_key(&id2, &f).await?;
+                    tx.retire_encryption_keys(&id2, at(20)).await?;
+                    tx.add_encryption_key(&id2, &s).await?;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+        let id3 = id.clone();
+        let keys = store.read(move |tx| Box::pin(async move { Ok(tx.encryption_keys(&id3).await?) })).await.unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].key.kid, first.key.kid);
+        assert_eq!(keys[0].key.retired_at, Some(at(20)));
+        assert_eq!(keys[1].key, second.key);
+        assert!(vault.open_encryption_key(&id, &keys[0]).is_ok(), "a retired key still opens");
+
+        // A second active key is refused by the schema itself.
+        let third = vault.new_encryption_key(&id, at(30));
+        let refused = store
+            .write(move |tx| Box::pin(async move { Ok(tx.add_encryption_key(&id, &third).await?) }))
+            .await;
+        assert!(refused.is_err());
+        store.close().await;
+    }
+
+    async fn committed_writes_survive_a_reopen(db: TestDatabase) {
+        let store = open(&db).await;
+        put(&store, issuer("ISSUER0001", &["P"])).await;
+        store.close().await;
+        let reopened = open(&db).await;
+        assert!(get(&reopened, "ISSUER0001").await.is_some());
+        reopened.check_ready().await.expect("migrations are applied");
+        reopened.close().await;
+    }
+
+    async fn migrations_run_twice_safely(db: TestDatabase) {
+        cardplane_store::migrate(&db.url).await.unwrap();
+        cardplane_store::migrate(&db.url).await.unwrap();
+        let store = open(&db).await;
+        store.check_ready().await.unwrap();
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_commits_concurrent_writes_in_groups() {
+    let db = TestDatabase::new(cardplane_testkit::Backend::Sqlite).await;
+    let store = Arc::new(cardplane_store::SqliteStore::open(&db.url, test_vault()).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let issuer = issuer(&format!("ISSUER{i:04}"), &[]);
+            store.write(move |tx| Box::pin(async move { Ok(tx.put_issuer(&issuer).await?) })).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let stats = store.group_commit_stats();
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+    let (batches, units) = (load(&stats.batches), load(&stats.units));
+    assert_eq!(units, 400);
+    assert!(batches < units / 4, "expected group commits, got {batches} commits for {units} units");
+    store.close().await;
+}
