@@ -1,1 +1,68 @@
-//! placeholder
+//! cardplane's HTTP surface: axum routers, wire types, and the one error envelope.
+//!
+//! Handlers parse the request into domain types (a refused value is a 400 naming its field), call
+//! one use case on [`Platform`], and map its answer to D1's status and body. No handler touches
+//! storage or keys directly.
+//!
+//! # Layout
+//! - [`error`]: [`ApiError`], the `{"errorCode", "error"}` envelope every error uses.
+//! - [`extract`]: [`StrictJson`](extract::StrictJson): bounded, strict JSON bodies.
+//! - [`observe`]: correlation ids and one log line per request, inside a span carrying the id.
+//! - [`admin`]: `/admin/v1`, onboarding and keys; its wire types in [`admin::wire`].
+//! - [`health`]: `/healthz` and `/readyz`.
+//!
+//! [`router`] assembles them, with 404/405 answered in the envelope too.
+
+pub mod admin;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod observe;
+
+pub use error::ApiError;
+
+use axum::Router;
+use axum::http::{Method, Uri};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use cardplane_app::Platform;
+use tower_http::catch_panic::CatchPanicLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub platform: Platform,
+    pub admin: admin::AdminAccess,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: ApiState) -> Router {
+    let admin =
+        admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), admin::guard));
+    Router::new()
+        .merge(health::routes())
+        .merge(admin)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_panic| {
+            // The panic message itself is printed by the panic hook; it is not sent to the caller.
+            tracing::error!("a handler panicked");
+            ApiError::internal().into_response()
+        }))
+        .layer(middleware::from_fn(observe::correlate))
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    ApiError::not_found("NOT_FOUND", format!("no route for {method} {}", uri.path()))
+        .into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+    .into_response()
+}

@@ -1,8 +1,8 @@
 //! How a use case fails.
 
 use crate::ports::StoreError;
-use cardplane_domain::ids::IssuerId;
 use cardplane_domain::FieldError;
+use cardplane_domain::ids::IssuerId;
 
 /// The failure of a use case. The API maps each variant to one status and error code; the
 /// `Unexpected` variant is a fault of ours and is answered with a bare 500.

@@ -48,17 +48,29 @@ pub trait Tx: Send {
     async fn put_issuer(&mut self, issuer: &Issuer) -> Result<(), StoreError>;
 
     /// Every encryption key of the issuer, oldest first.
-    async fn encryption_keys(&mut self, issuer: &IssuerId) -> Result<Vec<StoredEncryptionKey>, StoreError>;
-    async fn add_encryption_key(&mut self, issuer: &IssuerId, key: &StoredEncryptionKey) -> Result<(), StoreError>;
+    async fn encryption_keys(
+        &mut self,
+        issuer: &IssuerId,
+    ) -> Result<Vec<StoredEncryptionKey>, StoreError>;
+    async fn add_encryption_key(
+        &mut self,
+        issuer: &IssuerId,
+        key: &StoredEncryptionKey,
+    ) -> Result<(), StoreError>;
     /// Marks every active key of the issuer retired at `at`.
-    async fn retire_encryption_keys(&mut self, issuer: &IssuerId, at: OffsetDateTime) -> Result<(), StoreError>;
+    async fn retire_encryption_keys(
+        &mut self,
+        issuer: &IssuerId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
 }
 
 /// What a unit of work returns, type-erased so that [`Store`] stays object-safe.
 pub type Erased = Box<dyn Any + Send>;
 
 /// A unit of work with its result type erased. Build one through [`StoreExt`].
-pub type BoxedWork = Box<dyn for<'t> FnOnce(&'t mut dyn Tx) -> BoxFuture<'t, Result<Erased, AppError>> + Send>;
+pub type BoxedWork =
+    Box<dyn for<'t> FnOnce(&'t mut dyn Tx) -> BoxFuture<'t, Result<Erased, AppError>> + Send>;
 
 /// Durable storage.
 #[async_trait]
@@ -101,7 +113,9 @@ where
 }
 
 fn unerase<T: 'static>(value: Erased) -> T {
-    *value.downcast::<T>().expect("a store returns the value its unit of work produced")
+    *value
+        .downcast::<T>()
+        .expect("a store returns the value its unit of work produced")
 }
 
 impl<S: Store + ?Sized> StoreExt for S {
@@ -134,7 +148,8 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         let now = OffsetDateTime::now_utc();
-        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).expect("a truncated nanosecond is valid")
+        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+            .expect("a truncated nanosecond is valid")
     }
 }
 

@@ -68,8 +68,13 @@ pub fn derive(master: &MasterKey, purpose: Purpose) -> [u8; 32] {
 impl Vault {
     pub fn new(master: &MasterKey) -> Self {
         let key = derive(master, Purpose::SealSecrets);
-        let sealing = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).expect("32 bytes is an AES-256 key"));
-        Self { sealing, random: SystemRandom::new() }
+        let sealing = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, &key).expect("32 bytes is an AES-256 key"),
+        );
+        Self {
+            sealing,
+            random: SystemRandom::new(),
+        }
     }
 
     /// The private half of a stored encryption key, for ECDH.
@@ -78,21 +83,33 @@ impl Vault {
         issuer: &IssuerId,
         stored: &StoredEncryptionKey,
     ) -> Result<agreement::PrivateKey, UnsealError> {
-        let scalar = self.open(&encryption_key_context(issuer, &stored.key.kid), &stored.sealed_private_key)?;
+        let scalar = self.open(
+            &encryption_key_context(issuer, &stored.key.kid),
+            &stored.sealed_private_key,
+        )?;
         agreement::PrivateKey::from_private_key(&ECDH_P256, &scalar).map_err(|_| UnsealError)
     }
 }
 
 impl KeyVault for Vault {
     fn new_encryption_key(&self, issuer: &IssuerId, now: OffsetDateTime) -> StoredEncryptionKey {
-        let private = agreement::PrivateKey::generate(&ECDH_P256).expect("P-256 key generation works");
-        let public = private.compute_public_key().expect("a fresh key has a public half");
-        let public_key = P256PublicKey::from_sec1(public.as_ref()).expect("aws-lc returns uncompressed points");
+        let private =
+            agreement::PrivateKey::generate(&ECDH_P256).expect("P-256 key generation works");
+        let public = private
+            .compute_public_key()
+            .expect("a fresh key has a public half");
+        let public_key =
+            P256PublicKey::from_sec1(public.as_ref()).expect("aws-lc returns uncompressed points");
         let kid = KeyId::parse(thumbprint(&public_key)).expect("a thumbprint is a valid kid");
         let scalar: EcPrivateKeyBin<'_> = private.as_be_bytes().expect("an EC key has a scalar");
         let sealed_private_key = self.seal(&encryption_key_context(issuer, &kid), scalar.as_ref());
         StoredEncryptionKey {
-            key: EncryptionKey { kid, public_key, created_at: now, retired_at: None },
+            key: EncryptionKey {
+                kid,
+                public_key,
+                created_at: now,
+                retired_at: None,
+            },
             sealed_private_key,
         }
     }
@@ -103,13 +120,19 @@ impl KeyVault for Vault {
 
     fn seal(&self, context: &str, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
-        self.random.fill(&mut nonce).expect("the system random source works");
+        self.random
+            .fill(&mut nonce)
+            .expect("the system random source works");
         let mut sealed = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
         sealed.push(SEALED_V1);
         sealed.extend_from_slice(&nonce);
         let mut body = plaintext.to_vec();
         self.sealing
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context.as_bytes()), &mut body)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context.as_bytes()),
+                &mut body,
+            )
             .expect("AES-GCM sealing of a small secret cannot fail");
         sealed.extend_from_slice(&body);
         sealed
@@ -119,7 +142,8 @@ impl KeyVault for Vault {
         if sealed.len() < 1 + NONCE_LEN + TAG_LEN || sealed[0] != SEALED_V1 {
             return Err(UnsealError);
         }
-        let nonce = Nonce::try_assume_unique_for_key(&sealed[1..1 + NONCE_LEN]).map_err(|_| UnsealError)?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(&sealed[1..1 + NONCE_LEN]).map_err(|_| UnsealError)?;
         let mut body = sealed[1 + NONCE_LEN..].to_vec();
         let plaintext = self
             .sealing
@@ -142,13 +166,30 @@ mod tests {
         let vault = vault();
         let sealed = vault.seal("callback-client-secret:ISSUER0001", b"s3cret");
         assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
-        assert_eq!(vault.open("callback-client-secret:ISSUER0001", &sealed).unwrap(), b"s3cret");
-        assert!(vault.open("callback-client-secret:ISSUER0002", &sealed).is_err());
+        assert_eq!(
+            vault
+                .open("callback-client-secret:ISSUER0001", &sealed)
+                .unwrap(),
+            b"s3cret"
+        );
+        assert!(
+            vault
+                .open("callback-client-secret:ISSUER0002", &sealed)
+                .is_err()
+        );
         let other = Vault::new(&MasterKey::parse(&"22".repeat(32)).unwrap());
-        assert!(other.open("callback-client-secret:ISSUER0001", &sealed).is_err());
+        assert!(
+            other
+                .open("callback-client-secret:ISSUER0001", &sealed)
+                .is_err()
+        );
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
-        assert!(vault.open("callback-client-secret:ISSUER0001", &tampered).is_err());
+        assert!(
+            vault
+                .open("callback-client-secret:ISSUER0001", &tampered)
+                .is_err()
+        );
         assert!(vault.open("x", &[]).is_err());
     }
 
@@ -160,9 +201,15 @@ mod tests {
         assert_eq!(stored.key.kid.as_str(), thumbprint(&stored.key.public_key));
         assert!(vault.is_valid_public_key(&stored.key.public_key));
         let private = vault.open_encryption_key(&issuer, &stored).unwrap();
-        assert_eq!(private.compute_public_key().unwrap().as_ref(), stored.key.public_key.sec1());
+        assert_eq!(
+            private.compute_public_key().unwrap().as_ref(),
+            stored.key.public_key.sec1()
+        );
         let other_issuer = IssuerId::parse("ISSUER0002").unwrap();
-        assert!(vault.open_encryption_key(&other_issuer, &stored).is_err(), "sealed to its issuer");
+        assert!(
+            vault.open_encryption_key(&other_issuer, &stored).is_err(),
+            "sealed to its issuer"
+        );
     }
 
     #[test]

@@ -1,0 +1,177 @@
+//! `/admin/v1`: onboarding issuers and their keys (platform.md §Onboarding).
+//!
+//! Protected by the bearer token `CARDPLANE_ADMIN_TOKEN`; with no token configured, the admin API
+//! answers only to loopback peers, so a sandbox on a laptop needs no setup and a server reachable
+//! from elsewhere is not open by accident.
+
+pub mod wire;
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::extract::StrictJson;
+use axum::Json;
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use cardplane_domain::ids::IssuerId;
+use std::net::SocketAddr;
+use wire::{IssuerList, IssuerView, JwkSet, OnboardingRequest, PublicJwk};
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/admin/v1/issuers", get(list_issuers))
+        .route(
+            "/admin/v1/issuers/{issuer_id}",
+            put(onboard_issuer).get(get_issuer),
+        )
+        .route(
+            "/admin/v1/issuers/{issuer_id}/encryption-keys",
+            get(encryption_keys),
+        )
+        .route(
+            "/admin/v1/issuers/{issuer_id}/encryption-keys:rotate",
+            post(rotate_encryption_key),
+        )
+        .route(
+            "/admin/v1/issuers/{issuer_id}/encryption-keys/rotate",
+            post(rotate_encryption_key),
+        )
+}
+
+/// Who may call the admin API.
+#[derive(Clone)]
+pub struct AdminAccess {
+    token: Option<std::sync::Arc<str>>,
+}
+
+impl AdminAccess {
+    /// `token`: the bearer token callers must present; `None` to allow loopback callers only.
+    pub fn new(token: Option<String>) -> Self {
+        Self {
+            token: token.filter(|t| !t.is_empty()).map(Into::into),
+        }
+    }
+}
+
+/// Compares in time independent of where the inputs differ, so the token cannot be guessed byte
+/// by byte from response times.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+pub async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    match &state.admin.token {
+        Some(expected) => {
+            let given = request
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            if !given.is_some_and(|given| same_secret(given.as_bytes(), expected.as_bytes())) {
+                let mut response = ApiError::unauthorized("a valid admin bearer token is required")
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+        }
+        None => {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip());
+            if !peer.is_some_and(|ip| ip.is_loopback()) {
+                return ApiError::forbidden(
+                    "ADMIN_LOOPBACK_ONLY",
+                    "the admin API answers only on loopback unless CARDPLANE_ADMIN_TOKEN is set",
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
+fn issuer_id(raw: String) -> Result<IssuerId, ApiError> {
+    Ok(IssuerId::parse(raw)?)
+}
+
+async fn onboard_issuer(
+    State(state): State<ApiState>,
+    Path(raw_id): Path<String>,
+    StrictJson(request): StrictJson<OnboardingRequest>,
+) -> Result<Json<IssuerView>, ApiError> {
+    let id = issuer_id(raw_id)?;
+    if request
+        .issuer_id
+        .as_deref()
+        .is_some_and(|body_id| body_id != id.as_str())
+    {
+        return Err(ApiError::invalid_field(
+            "issuerId",
+            "must equal the issuerId of the path",
+        ));
+    }
+    let onboarding = request.into_domain()?;
+    let onboarded = state.platform.onboard_issuer(id, onboarding).await?;
+    tracing::info!(issuer = %onboarded.issuer.id, "issuer onboarded");
+    Ok(Json(IssuerView::from(&onboarded)))
+}
+
+async fn get_issuer(
+    State(state): State<ApiState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<IssuerView>, ApiError> {
+    let onboarded = state.platform.issuer(issuer_id(raw_id)?).await?;
+    Ok(Json(IssuerView::from(&onboarded)))
+}
+
+async fn list_issuers(State(state): State<ApiState>) -> Result<Json<IssuerList>, ApiError> {
+    let issuers = state.platform.issuers().await?;
+    Ok(Json(IssuerList {
+        issuers: issuers.iter().map(IssuerView::from).collect(),
+    }))
+}
+
+async fn encryption_keys(
+    State(state): State<ApiState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<JwkSet>, ApiError> {
+    let keys = state.platform.encryption_keys(issuer_id(raw_id)?).await?;
+    Ok(Json(JwkSet::encryption(&keys)))
+}
+
+async fn rotate_encryption_key(
+    State(state): State<ApiState>,
+    Path(raw_id): Path<String>,
+) -> Result<(StatusCode, Json<PublicJwk>), ApiError> {
+    let key = state
+        .platform
+        .rotate_encryption_key(issuer_id(raw_id)?)
+        .await?;
+    Ok((StatusCode::OK, Json(PublicJwk::encryption(&key))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"token", b"token"));
+        assert!(!same_secret(b"token", b"tokem"));
+        assert!(!same_secret(b"tok", b"token"));
+        assert!(!same_secret(b"", b"token"));
+    }
+}

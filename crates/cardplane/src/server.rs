@@ -1,0 +1,99 @@
+//! Starting and stopping the HTTP server.
+
+use crate::config::Settings;
+use anyhow::Context;
+use cardplane_api::{ApiState, admin::AdminAccess};
+use cardplane_app::Platform;
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A server that is running.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops taking connections, lets in-flight requests finish, then closes the store (which
+    /// finishes every write it accepted).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.context("the server task failed")?
+    }
+
+    /// Waits until the server stops on its own (after `shutdown` resolved).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("the server task failed")?
+    }
+}
+
+/// Opens the platform, onboards the configured issuers, binds and serves until `stop` resolves.
+pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
+    start_with_shutdown(settings, std::future::pending()).await
+}
+
+pub async fn start_with_shutdown(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunningServer> {
+    let platform = crate::platform(&settings).await?;
+    crate::onboard_configured_issuers(&platform, &settings).await?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let state = ApiState {
+        platform: platform.clone(),
+        admin: AdminAccess::new(settings.admin_token.clone()),
+    };
+    let app = cardplane_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    tracing::info!(%addr, database = %crate::redact_url(&settings.database_url), "cardplane listening");
+    let task = tokio::spawn(async move {
+        let signal = async move {
+            tokio::select! {
+                () = shutdown => {}
+                _ = stopped => {}
+            }
+            tracing::info!("shutting down: finishing in-flight requests");
+        };
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(signal)
+            .await;
+        close(&platform).await;
+        served.context("the HTTP server failed")
+    });
+    Ok(RunningServer {
+        addr,
+        stop: Some(stop),
+        task,
+    })
+}
+
+async fn close(platform: &Platform) {
+    platform.store().close().await;
+    tracing::info!("cardplane stopped");
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn termination() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM can be handled");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
