@@ -266,10 +266,10 @@ impl Store for SqliteStore {
             .lock()
             .expect("the writer handle lock is never poisoned")
             .take();
-        if let Some(writer) = writer {
-            if let Err(error) = writer.await {
-                tracing::error!(%error, "the SQLite writer ended abnormally");
-            }
+        if let Some(writer) = writer
+            && let Err(error) = writer.await
+        {
+            tracing::error!(%error, "the SQLite writer ended abnormally");
         }
         self.readers.close().await;
     }
