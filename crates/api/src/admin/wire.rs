@@ -172,7 +172,10 @@ fn parse_jwk(jwk: &Map<String, Value>, kid: &KeyId) -> Result<P256PublicKey, Fie
             require(member, expected)?;
         }
     }
-    if text("kid").transpose()?.is_some_and(|inner| inner != kid.as_str()) {
+    if text("kid")
+        .transpose()?
+        .is_some_and(|inner| inner != kid.as_str())
+    {
         return Err(FieldError::invalid("kid", "must equal the key's kid"));
     }
     let coordinate = |member: &str| -> Result<Vec<u8>, FieldError> {
