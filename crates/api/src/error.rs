@@ -28,29 +28,17 @@ struct ErrorBody<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into() }
     }
 
     /// 400 `FIELD_INVALID_FORMAT`, naming the field.
     pub fn invalid_field(field: &str, expected: &str) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "FIELD_INVALID_FORMAT",
-            format!("{field} is invalid: {expected}"),
-        )
+        Self::new(StatusCode::BAD_REQUEST, "FIELD_INVALID_FORMAT", format!("{field} is invalid: {expected}"))
     }
 
     /// 400 `FIELD_MISSING`, naming the field.
     pub fn missing_field(field: &str) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "FIELD_MISSING",
-            format!("{field} is required"),
-        )
+        Self::new(StatusCode::BAD_REQUEST, "FIELD_MISSING", format!("{field} is required"))
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -66,20 +54,12 @@ impl ApiError {
     }
 
     pub fn payload_too_large(limit: usize) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
-            format!("the body is over {} KiB", limit / 1024),
-        )
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", format!("the body is over {} KiB", limit / 1024))
     }
 
     /// 500 `INTERNAL_ERROR`. The body says nothing more; the cause goes to the log only.
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            "an internal error occurred",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "an internal error occurred")
     }
 }
 
@@ -99,6 +79,9 @@ impl From<AppError> for ApiError {
             AppError::IssuerNotFound(id) => {
                 ApiError::not_found("ISSUER_NOT_FOUND", format!("issuer {id} is not onboarded"))
             }
+            // Only the token endpoint grants tokens, and it answers refusals in the OAuth shape
+            // itself; any other route meeting one is answered as an authentication failure.
+            AppError::AssertionRefused(refusal) => ApiError::unauthorized(refusal.to_string()),
             AppError::Unexpected(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "request failed");
                 ApiError::internal()
@@ -109,10 +92,7 @@ impl From<AppError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error_code: self.code,
-            error: &self.message,
-        };
+        let body = ErrorBody { error_code: self.code, error: &self.message };
         (self.status, Json(body)).into_response()
     }
 }

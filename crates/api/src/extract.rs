@@ -29,8 +29,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
             .and_then(|v| v.split(';').next())
             .is_some_and(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
             });
         if !is_json {
             return Err(ApiError::new(
@@ -46,21 +45,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
 
 /// Reads a whole body, refusing one over [`BODY_LIMIT`] with 413.
 pub async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, BODY_LIMIT)
-        .await
-        .map_err(|error| {
-            let too_large = std::error::Error::source(&error)
-                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                ApiError::payload_too_large(BODY_LIMIT)
-            } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "FIELD_INVALID_FORMAT",
-                    "the body could not be read",
-                )
-            }
-        })
+    axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|error| {
+        let too_large =
+            std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::payload_too_large(BODY_LIMIT)
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "FIELD_INVALID_FORMAT", "the body could not be read")
+        }
+    })
 }
 
 /// Parses JSON into `T`, naming the offending field on failure.
@@ -69,9 +62,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut deserializer)
         .map_err(|error| describe(error.path().to_string(), error.inner()))?;
     // Trailing bytes after the JSON value are malformed too.
-    deserializer
-        .end()
-        .map_err(|error| describe(String::new(), &error))?;
+    deserializer.end().map_err(|error| describe(String::new(), &error))?;
     Ok(value)
 }
 
@@ -79,32 +70,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 fn describe(path: String, error: &serde_json::Error) -> ApiError {
     let text = error.to_string();
     let at = |field: &str| {
-        if path == "." || path.is_empty() {
-            field.to_owned()
-        } else {
-            format!("{path}.{field}")
-        }
+        if path == "." || path.is_empty() { field.to_owned() } else { format!("{path}.{field}") }
     };
     if let Some(field) = quoted_after(&text, "missing field ") {
         return ApiError::missing_field(&at(field));
     }
     if let Some(field) = quoted_after(&text, "unknown field ") {
         // Here the path already ends with the unknown key.
-        let named = if path.ends_with(field) {
-            path.clone()
-        } else {
-            at(field)
-        };
+        let named = if path.ends_with(field) { path.clone() } else { at(field) };
         return ApiError::invalid_field(&named, "is not a known field");
     }
     if error.is_syntax() || error.is_eof() {
         return ApiError::invalid_field("body", "is not well-formed JSON");
     }
-    let field = if path == "." || path.is_empty() {
-        "body".to_owned()
-    } else {
-        path
-    };
+    let field = if path == "." || path.is_empty() { "body".to_owned() } else { path };
     ApiError::invalid_field(&field, &expectation(&text))
 }
 
@@ -115,10 +94,7 @@ fn describe(path: String, error: &serde_json::Error) -> ApiError {
 fn expectation(message: &str) -> String {
     let message = message.split(" at line ").next().unwrap_or(message);
     match message.rfind("expected ") {
-        Some(at) => format!(
-            "must be {}",
-            message[at + "expected ".len()..].replace('`', "")
-        ),
+        Some(at) => format!("must be {}", message[at + "expected ".len()..].replace('`', "")),
         None => "has the wrong type or value".to_owned(),
     }
 }
@@ -165,14 +141,8 @@ mod tests {
 
     #[test]
     fn names_the_field_of_each_problem() {
-        assert_eq!(
-            error(r#"{}"#),
-            ("FIELD_MISSING".into(), "name is required".into())
-        );
-        assert_eq!(
-            error(r#"{"name":"n","inner":{}}"#).1,
-            "inner.maxBatchSize is required"
-        );
+        assert_eq!(error(r#"{}"#), ("FIELD_MISSING".into(), "name is required".into()));
+        assert_eq!(error(r#"{"name":"n","inner":{}}"#).1, "inner.maxBatchSize is required");
         let (code, message) = error(r#"{"name":"n","extra":1}"#);
         assert_eq!(code, "FIELD_INVALID_FORMAT");
         assert_eq!(message, "extra is invalid: is not a known field");
@@ -180,10 +150,7 @@ mod tests {
             error(r#"{"name":"n","inner":{"maxBatchSize":1,"x":1}}"#).1,
             "inner.x is invalid: is not a known field"
         );
-        assert_eq!(
-            error(r#"{"name":1}"#).1,
-            "name is invalid: must be a string"
-        );
+        assert_eq!(error(r#"{"name":1}"#).1, "name is invalid: must be a string");
         let (_, message) = error(r#"{"name":"n","inner":{"maxBatchSize":"5105105105105100"}}"#);
         assert_eq!(message, "inner.maxBatchSize is invalid: must be u8");
         assert!(
@@ -191,23 +158,14 @@ mod tests {
                 .1
                 .starts_with("items[1].maxBatchSize is invalid")
         );
-        assert!(
-            error(r#"{"name":"n","inner":{"maxBatchSize":1000}}"#)
-                .1
-                .starts_with("inner.maxBatchSize is invalid")
-        );
+        assert!(error(r#"{"name":"n","inner":{"maxBatchSize":1000}}"#).1.starts_with("inner.maxBatchSize is invalid"));
         assert!(error(r#"{"name":"#).1.starts_with("body is invalid"));
-        assert!(
-            error(r#"{"name":"n"} trailing"#)
-                .1
-                .starts_with("body is invalid")
-        );
+        assert!(error(r#"{"name":"n"} trailing"#).1.starts_with("body is invalid"));
     }
 
     #[test]
     fn never_echoes_a_value() {
-        let (_, message) =
-            error(r#"{"name":"n","inner":{"maxBatchSize":1,"state":"4111111111111111"}}"#);
+        let (_, message) = error(r#"{"name":"n","inner":{"maxBatchSize":1,"state":"4111111111111111"}}"#);
         assert_eq!(message, "inner.state is invalid: must be ACTIVE");
         assert!(!message.contains("4111111111111111"), "{message}");
     }

@@ -10,9 +10,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
 }
 
 async fn healthz() -> Json<Value> {
@@ -24,11 +22,7 @@ async fn readyz(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> 
         Ok(()) => Ok(Json(json!({ "status": "READY" }))),
         Err(error) => {
             tracing::warn!(%error, "not ready");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "NOT_READY",
-                "the database is not ready",
-            ))
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", "the database is not ready"))
         }
     }
 }

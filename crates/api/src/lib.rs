@@ -8,12 +8,14 @@
 //! - [`error`]: [`ApiError`], the `{"errorCode", "error"}` envelope every error uses.
 //! - [`extract`]: [`StrictJson`](extract::StrictJson): bounded, strict JSON bodies.
 //! - [`observe`]: correlation ids and one log line per request, inside a span carrying the id.
+//! - [`authz`]: `/authz/v1/oauth2/token`, and the bearer guard of every `/banking/**` route.
 //! - [`admin`]: `/admin/v1`, onboarding and keys; its wire types in [`admin::wire`].
 //! - [`health`]: `/healthz` and `/readyz`.
 //!
 //! [`router`] assembles them, with 404/405 answered in the envelope too.
 
 pub mod admin;
+pub mod authz;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -37,10 +39,10 @@ pub struct ApiState {
 
 /// The whole HTTP surface.
 pub fn router(state: ApiState) -> Router {
-    let admin =
-        admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), admin::guard));
+    let admin = admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), admin::guard));
     Router::new()
         .merge(health::routes())
+        .merge(authz::routes())
         .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -54,8 +56,7 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
-    ApiError::not_found("NOT_FOUND", format!("no route for {method} {}", uri.path()))
-        .into_response()
+    ApiError::not_found("NOT_FOUND", format!("no route for {method} {}", uri.path())).into_response()
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {

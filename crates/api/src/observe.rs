@@ -22,18 +22,13 @@ pub struct CorrelationId(pub String);
 fn is_valid(path: &str, id: &str) -> bool {
     let v1 = path.starts_with("/banking/v1/");
     (1..=64).contains(&id.len())
-        && id.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (v1 && (b == b'.' || b == b' '))
-        })
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (v1 && (b == b'.' || b == b' ')))
 }
 
 pub async fn correlate(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let path = request.uri().path().to_owned();
-    let given = request
-        .headers()
-        .get(&CORRELATION_ID)
-        .map(|v| v.to_str().map(str::to_owned));
+    let given = request.headers().get(&CORRELATION_ID).map(|v| v.to_str().map(str::to_owned));
     let (id, refused) = match given {
         None => (uuid::Uuid::new_v4().simple().to_string(), false),
         Some(Ok(id)) if is_valid(&path, &id) => (id, false),
@@ -44,11 +39,8 @@ pub async fn correlate(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(CorrelationId(id.clone()));
     async move {
         let mut response = if refused {
-            ApiError::invalid_field(
-                "x-correlation-id",
-                "must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
-            )
-            .into_response()
+            ApiError::invalid_field("x-correlation-id", "must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -")
+                .into_response()
         } else {
             next.run(request).await
         };

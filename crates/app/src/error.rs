@@ -2,6 +2,7 @@
 
 use crate::ports::StoreError;
 use cardplane_domain::FieldError;
+use cardplane_domain::auth::AssertionRefusal;
 use cardplane_domain::ids::IssuerId;
 
 /// The failure of a use case. The API maps each variant to one status and error code; the
@@ -14,6 +15,9 @@ pub enum AppError {
     /// No issuer is onboarded under this id (404 on the admin API).
     #[error("issuer {0} is not onboarded")]
     IssuerNotFound(IssuerId),
+    /// A token request's assertion was refused (400 `invalid_grant` / `invalid_request`).
+    #[error("the assertion was refused: {0}")]
+    AssertionRefused(AssertionRefusal),
     /// Anything that is not the caller's fault: storage down, a bug, corrupt data (500).
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),

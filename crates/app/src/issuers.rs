@@ -19,18 +19,10 @@ impl Platform {
     /// Onboards an issuer, or replaces the onboarding of one already there (`PUT` semantics). The
     /// first onboarding also makes the issuer's encryption key; later ones keep the keys it has.
     #[tracing::instrument(skip_all, fields(issuer = %id))]
-    pub async fn onboard_issuer(
-        &self,
-        id: IssuerId,
-        onboarding: Onboarding,
-    ) -> Result<OnboardedIssuer, AppError> {
+    pub async fn onboard_issuer(&self, id: IssuerId, onboarding: Onboarding) -> Result<OnboardedIssuer, AppError> {
         for (i, key) in onboarding.assertion_keys.iter().enumerate() {
             if !self.keys.is_valid_public_key(&key.public_key) {
-                return Err(FieldError::invalid(
-                    format!("assertionKeys[{i}]"),
-                    "is not a P-256 public key",
-                )
-                .into());
+                return Err(FieldError::invalid(format!("assertionKeys[{i}]"), "is not a P-256 public key").into());
             }
         }
         let now = self.clock.now();
@@ -40,26 +32,15 @@ impl Platform {
         self.store
             .write(move |tx| {
                 Box::pin(async move {
-                    let created_at = tx
-                        .issuer(&id)
-                        .await?
-                        .map_or(now, |existing| existing.created_at);
-                    let issuer = Issuer {
-                        id: id.clone(),
-                        onboarding,
-                        created_at,
-                        updated_at: now,
-                    };
+                    let created_at = tx.issuer(&id).await?.map_or(now, |existing| existing.created_at);
+                    let issuer = Issuer { id: id.clone(), onboarding, created_at, updated_at: now };
                     tx.put_issuer(&issuer).await?;
                     let mut keys = tx.encryption_keys(&id).await?;
                     if keys.is_empty() {
                         tx.add_encryption_key(&id, &fresh_key).await?;
                         keys.push(fresh_key);
                     }
-                    Ok(OnboardedIssuer {
-                        issuer,
-                        encryption_keys: public_halves(keys),
-                    })
+                    Ok(OnboardedIssuer { issuer, encryption_keys: public_halves(keys) })
                 })
             })
             .await
@@ -69,15 +50,9 @@ impl Platform {
         self.store
             .read(move |tx| {
                 Box::pin(async move {
-                    let issuer = tx
-                        .issuer(&id)
-                        .await?
-                        .ok_or_else(|| AppError::IssuerNotFound(id.clone()))?;
+                    let issuer = tx.issuer(&id).await?.ok_or_else(|| AppError::IssuerNotFound(id.clone()))?;
                     let keys = tx.encryption_keys(&id).await?;
-                    Ok(OnboardedIssuer {
-                        issuer,
-                        encryption_keys: public_halves(keys),
-                    })
+                    Ok(OnboardedIssuer { issuer, encryption_keys: public_halves(keys) })
                 })
             })
             .await
@@ -91,10 +66,7 @@ impl Platform {
                     let mut all = Vec::new();
                     for issuer in tx.issuers().await? {
                         let keys = tx.encryption_keys(&issuer.id).await?;
-                        all.push(OnboardedIssuer {
-                            issuer,
-                            encryption_keys: public_halves(keys),
-                        });
+                        all.push(OnboardedIssuer { issuer, encryption_keys: public_halves(keys) });
                     }
                     Ok(all)
                 })

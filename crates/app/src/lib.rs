@@ -10,7 +10,9 @@
 //!   [`ports::Clock`], [`ports::KeyVault`].
 //! - [`error`]: [`AppError`], how a use case fails, and [`ports::StoreError`].
 //! - [`issuers`]: onboarding, reading issuers, encryption keys and their rotation.
+//! - [`auth`]: granting access tokens for JWT-bearer assertions, and authenticating bearer tokens.
 
+pub mod auth;
 pub mod error;
 pub mod issuers;
 pub mod ports;
@@ -18,20 +20,47 @@ pub mod ports;
 pub use error::AppError;
 pub use issuers::OnboardedIssuer;
 
-use ports::{Clock, KeyVault, Store};
+use ports::{CardDataVault, Clock, KeyVault, Store, TokenService};
 use std::sync::Arc;
+
+/// The adapters the use cases run on.
+#[derive(Clone)]
+pub struct Adapters {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<dyn KeyVault>,
+    pub card_data: Arc<dyn CardDataVault>,
+    pub tokens: Arc<dyn TokenService>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Settings the use cases need.
+#[derive(Debug, Clone)]
+pub struct PlatformSettings {
+    /// The `aud` an issuer's assertion must carry when it carries one.
+    pub token_audience: String,
+}
+
+impl Default for PlatformSettings {
+    fn default() -> Self {
+        Self { token_audience: "https://api.d1.thalescloud.io".to_owned() }
+    }
+}
 
 /// The use cases, with the adapters they run on. Cheap to clone; one per process.
 #[derive(Clone)]
 pub struct Platform {
     store: Arc<dyn Store>,
     keys: Arc<dyn KeyVault>,
+    card_data: Arc<dyn CardDataVault>,
+    tokens: Arc<dyn TokenService>,
     clock: Arc<dyn Clock>,
+    settings: Arc<PlatformSettings>,
 }
 
 impl Platform {
-    pub fn new(store: Arc<dyn Store>, keys: Arc<dyn KeyVault>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, keys, clock }
+    pub fn new(adapters: Adapters, settings: PlatformSettings) -> Self {
+        let Adapters { store, keys, card_data, tokens, clock } = adapters;
+        Self { store, keys, card_data, tokens, clock, settings: Arc::new(settings) }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

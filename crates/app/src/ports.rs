@@ -12,6 +12,9 @@
 
 use crate::AppError;
 use async_trait::async_trait;
+use cardplane_domain::FieldError;
+use cardplane_domain::auth::{AssertionClaims, AssertionRefusal};
+use cardplane_domain::credentials::{CardCredentials, Pan};
 use cardplane_domain::ids::{IssuerId, KeyId};
 use cardplane_domain::issuer::Issuer;
 use cardplane_domain::keys::{EncryptionKey, P256PublicKey};
@@ -48,29 +51,27 @@ pub trait Tx: Send {
     async fn put_issuer(&mut self, issuer: &Issuer) -> Result<(), StoreError>;
 
     /// Every encryption key of the issuer, oldest first.
-    async fn encryption_keys(
-        &mut self,
-        issuer: &IssuerId,
-    ) -> Result<Vec<StoredEncryptionKey>, StoreError>;
-    async fn add_encryption_key(
-        &mut self,
-        issuer: &IssuerId,
-        key: &StoredEncryptionKey,
-    ) -> Result<(), StoreError>;
+    async fn encryption_keys(&mut self, issuer: &IssuerId) -> Result<Vec<StoredEncryptionKey>, StoreError>;
+    async fn add_encryption_key(&mut self, issuer: &IssuerId, key: &StoredEncryptionKey) -> Result<(), StoreError>;
     /// Marks every active key of the issuer retired at `at`.
-    async fn retire_encryption_keys(
+    async fn retire_encryption_keys(&mut self, issuer: &IssuerId, at: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// Remembers that `jti` was used by `issuer` until `until` (and forgets those expired at `now`).
+    /// Returns `false` when it was already remembered: a replay.
+    async fn remember_assertion_jti(
         &mut self,
         issuer: &IssuerId,
-        at: OffsetDateTime,
-    ) -> Result<(), StoreError>;
+        jti: &str,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
 }
 
 /// What a unit of work returns, type-erased so that [`Store`] stays object-safe.
 pub type Erased = Box<dyn Any + Send>;
 
 /// A unit of work with its result type erased. Build one through [`StoreExt`].
-pub type BoxedWork =
-    Box<dyn for<'t> FnOnce(&'t mut dyn Tx) -> BoxFuture<'t, Result<Erased, AppError>> + Send>;
+pub type BoxedWork = Box<dyn for<'t> FnOnce(&'t mut dyn Tx) -> BoxFuture<'t, Result<Erased, AppError>> + Send>;
 
 /// Durable storage.
 #[async_trait]
@@ -107,15 +108,11 @@ where
     T: Send + 'static,
     F: for<'t> FnOnce(&'t mut dyn Tx) -> BoxFuture<'t, Result<T, AppError>> + Send + 'static,
 {
-    Box::new(move |tx| {
-        Box::pin(async move { work(tx).await.map(|value| Box::new(value) as Erased) })
-    })
+    Box::new(move |tx| Box::pin(async move { work(tx).await.map(|value| Box::new(value) as Erased) }))
 }
 
 fn unerase<T: 'static>(value: Erased) -> T {
-    *value
-        .downcast::<T>()
-        .expect("a store returns the value its unit of work produced")
+    *value.downcast::<T>().expect("a store returns the value its unit of work produced")
 }
 
 impl<S: Store + ?Sized> StoreExt for S {
@@ -148,8 +145,37 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         let now = OffsetDateTime::now_utc();
-        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-            .expect("a truncated nanosecond is valid")
+        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).expect("a truncated nanosecond is valid")
+    }
+}
+
+/// The wall clock moved by an offset that can be changed while running: the sandbox's clock, which
+/// tests and sandbox users move forward (`clock:advance`) instead of waiting.
+#[derive(Debug, Default)]
+pub struct OffsetClock {
+    offset_micros: std::sync::atomic::AtomicI64,
+}
+
+impl OffsetClock {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock so that it reads `now` at this instant (it keeps running from there).
+    pub fn set(&self, now: OffsetDateTime) {
+        let offset = (now - SystemClock.now()).whole_microseconds();
+        self.offset_micros.store(offset as i64, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, by: time::Duration) {
+        self.offset_micros.fetch_add(by.whole_microseconds() as i64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> OffsetDateTime {
+        let offset = self.offset_micros.load(std::sync::atomic::Ordering::SeqCst);
+        SystemClock.now() + time::Duration::microseconds(offset)
     }
 }
 
@@ -170,6 +196,58 @@ pub trait KeyVault: Send + Sync + 'static {
     /// to open it, so that a sealed value cannot be moved to another row).
     fn seal(&self, context: &str, plaintext: &[u8]) -> Vec<u8>;
     fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, UnsealError>;
+}
+
+/// Card credentials as stored: sealed under the master key, with a keyed fingerprint of the PAN for
+/// uniqueness checks and the last four digits, the only part ever shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultedCredentials {
+    pub sealed: Vec<u8>,
+    pub pan_fingerprint: Vec<u8>,
+    pub last4: String,
+}
+
+/// Card data: encrypted in transit (JWE) and at rest (the PAN vault). Implemented by `jose`.
+pub trait CardDataVault: Send + Sync + 'static {
+    /// Decrypts and checks `encryptedData` sent to one of the issuer's encryption keys (chosen by the
+    /// JWE's `kid`; retired keys still decrypt). Refusals name `field` and never carry card data.
+    fn decrypt_card_data(
+        &self,
+        issuer: &IssuerId,
+        keys: &[StoredEncryptionKey],
+        jwe: &str,
+        field: &str,
+    ) -> Result<CardCredentials, FieldError>;
+
+    /// Encrypts credentials as a compact JWE (`ECDH-ES`, `A256GCM`) to a recipient's P-256 key.
+    fn encrypt_card_data(&self, credentials: &CardCredentials, recipient: &P256PublicKey, kid: &KeyId) -> String;
+
+    /// Seals credentials for storage, with the PAN's fingerprint and last four digits.
+    fn vault_credentials(&self, credentials: &CardCredentials) -> VaultedCredentials;
+    fn open_credentials(&self, sealed: &[u8]) -> Result<CardCredentials, UnsealError>;
+    /// The keyed fingerprint of a PAN (HMAC-SHA-256), equal for equal PANs.
+    fn pan_fingerprint(&self, pan: &Pan) -> Vec<u8>;
+}
+
+/// An access token granted to an issuer.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub token: String,
+    pub expires_in_seconds: i64,
+    pub scope: String,
+}
+
+/// Issuer authentication: the JWT-bearer assertions issuers sign, and the access tokens cardplane
+/// grants. Implemented by `jose`.
+pub trait TokenService: Send + Sync + 'static {
+    /// The `kid` and claims of an assertion, before any check of its signature.
+    fn read_assertion(&self, assertion: &str) -> Result<(Option<String>, AssertionClaims), AssertionRefusal>;
+    /// Checks the assertion is signed ES256 by `key`.
+    fn verify_assertion(&self, assertion: &str, key: &P256PublicKey) -> Result<(), AssertionRefusal>;
+    fn issue_access_token(&self, issuer: &IssuerId, now: OffsetDateTime) -> AccessToken;
+    /// The issuer a token was granted to, if it is genuine and unexpired at `now`. Cheap after the
+    /// first call for a token: verified tokens are cached until they expire.
+    fn authenticate(&self, token: &str, now: OffsetDateTime) -> Option<IssuerId>;
 }
 
 /// The sealing context of an issuer's callback client secret.

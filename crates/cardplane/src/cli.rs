@@ -62,16 +62,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::logging::init(settings.log_format, if quiet { "warn" } else { "info" });
     match cli.command {
         Command::Serve { .. } => {
-            let server =
-                crate::server::start_with_shutdown(settings, crate::server::termination()).await?;
+            let clock = std::sync::Arc::new(cardplane_app::ports::SystemClock);
+            let server = crate::server::start_with(settings, clock, crate::server::termination()).await?;
             server.wait().await
         }
         Command::Migrate => {
             cardplane_store::migrate(&settings.database_url).await?;
-            println!(
-                "migrations applied to {}",
-                crate::redact_url(&settings.database_url)
-            );
+            println!("migrations applied to {}", crate::redact_url(&settings.database_url));
             Ok(())
         }
         Command::Issuer(command) => issuer(command, &settings).await,
@@ -79,29 +76,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn issuer(command: IssuerCommand, settings: &Settings) -> anyhow::Result<()> {
-    let platform = crate::platform(settings).await?;
+    let platform = crate::platform(settings, std::sync::Arc::new(cardplane_app::ports::SystemClock)).await?;
     let parse_id = |raw: String| IssuerId::parse(raw).map_err(|e| anyhow::anyhow!("{e}"));
     let outcome = async {
         match command {
             IssuerCommand::Add { issuer_id, from } => {
                 let id = parse_id(issuer_id)?;
                 let request = read_onboarding(&from)?;
-                if request
-                    .issuer_id
-                    .as_deref()
-                    .is_some_and(|body| body != id.as_str())
-                {
+                if request.issuer_id.as_deref().is_some_and(|body| body != id.as_str()) {
                     bail!("issuerId in {} is not {id}", from.display());
                 }
-                let onboarding = request
-                    .into_domain()
-                    .map_err(|e| anyhow::anyhow!(e.message))?;
+                let onboarding = request.into_domain().map_err(|e| anyhow::anyhow!(e.message))?;
                 let onboarded = platform.onboard_issuer(id, onboarding).await?;
                 print_json(&IssuerView::from(&onboarded))
             }
-            IssuerCommand::Show { issuer_id } => print_json(&IssuerView::from(
-                &platform.issuer(parse_id(issuer_id)?).await?,
-            )),
+            IssuerCommand::Show { issuer_id } => {
+                print_json(&IssuerView::from(&platform.issuer(parse_id(issuer_id)?).await?))
+            }
             IssuerCommand::List => {
                 let issuers = platform.issuers().await?;
                 print_json(&issuers.iter().map(IssuerView::from).collect::<Vec<_>>())
@@ -111,10 +102,7 @@ async fn issuer(command: IssuerCommand, settings: &Settings) -> anyhow::Result<(
                 let key = platform.rotate_encryption_key(id.clone()).await?;
                 print_json(&PublicJwk::encryption(&key))?;
                 let keys = platform.encryption_keys(id).await?;
-                eprintln!(
-                    "{} key(s); the first one of `keys` is active",
-                    JwkSet::encryption(&keys).keys.len()
-                );
+                eprintln!("{} key(s); the first one of `keys` is active", JwkSet::encryption(&keys).keys.len());
                 Ok(())
             }
         }
@@ -127,21 +115,16 @@ async fn issuer(command: IssuerCommand, settings: &Settings) -> anyhow::Result<(
 fn read_onboarding(from: &std::path::Path) -> anyhow::Result<OnboardingRequest> {
     let (text, toml) = if from.as_os_str() == "-" {
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read standard input")?;
+        std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
         (text, false)
     } else {
-        let text = std::fs::read_to_string(from)
-            .with_context(|| format!("cannot read {}", from.display()))?;
+        let text = std::fs::read_to_string(from).with_context(|| format!("cannot read {}", from.display()))?;
         (text, from.extension().is_some_and(|e| e == "toml"))
     };
     if toml {
-        toml::from_str(&text)
-            .with_context(|| format!("{} is not a valid onboarding", from.display()))
+        toml::from_str(&text).with_context(|| format!("{} is not a valid onboarding", from.display()))
     } else {
-        cardplane_api::extract::parse_json(text.as_bytes())
-            .map_err(|e| anyhow::anyhow!("{}", e.message))
+        cardplane_api::extract::parse_json(text.as_bytes()).map_err(|e| anyhow::anyhow!("{}", e.message))
     }
 }
 

@@ -24,6 +24,9 @@ pub struct CommonArgs {
     /// given in CARDPLANE_MASTER_KEY instead; it has no flag so that it never shows in `ps`.
     #[arg(long, global = true, env = "CARDPLANE_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// The `aud` issuers' token assertions must carry (when they carry one).
+    #[arg(long, global = true, env = "CARDPLANE_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
     /// Log format: json (default) or text.
     #[arg(long, global = true, env = "CARDPLANE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -46,6 +49,7 @@ pub struct FileConfig {
     pub master_key: Option<String>,
     pub master_key_file: Option<PathBuf>,
     pub admin_token: Option<String>,
+    pub token_audience: Option<String>,
     pub log_format: Option<LogFormat>,
     #[serde(default)]
     pub issuers: Vec<OnboardingRequest>,
@@ -53,10 +57,8 @@ pub struct FileConfig {
 
 impl FileConfig {
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        toml::from_str(&text)
-            .with_context(|| format!("{} is not a valid configuration", path.display()))
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{} is not a valid configuration", path.display()))
     }
 }
 
@@ -78,9 +80,14 @@ pub struct Settings {
     pub database_url: String,
     pub master_key: MasterKeySource,
     pub admin_token: Option<String>,
+    pub token_audience: String,
     pub log_format: LogFormat,
     pub issuers: Vec<OnboardingRequest>,
 }
+
+/// D1's production host, the audience its integrations put in their assertions [D1, seen in a
+/// public integration].
+pub const DEFAULT_TOKEN_AUDIENCE: &str = "https://api.d1.thalescloud.io";
 
 impl Settings {
     /// Resolves the settings from flags/environment (`common`, `listen`) over the file over defaults.
@@ -90,41 +97,33 @@ impl Settings {
             None => FileConfig::default(),
         };
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let listen = listen
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen: SocketAddr = listen
-            .parse()
-            .with_context(|| format!("listen address {listen:?} is not HOST:PORT"))?;
-        let database_url = common
-            .database_url
-            .clone()
-            .or(file.database_url)
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let listen = listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr =
+            listen.parse().with_context(|| format!("listen address {listen:?} is not HOST:PORT"))?;
+        let database_url =
+            common.database_url.clone().or(file.database_url).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         if cardplane_store::Backend::of(&database_url).is_none() {
             bail!("the database URL must start with sqlite: or postgres://");
         }
-        let master_key = match (
-            env("CARDPLANE_MASTER_KEY"),
-            &common.master_key_file,
-            file.master_key,
-            file.master_key_file,
-        ) {
-            (Some(key), _, _, _) => MasterKeySource::Value(key),
-            (None, Some(path), _, _) => MasterKeySource::File(path.clone()),
-            (None, None, Some(key), _) => MasterKeySource::Value(key),
-            (None, None, None, Some(path)) => MasterKeySource::File(path),
-            (None, None, None, None) => MasterKeySource::BesideDatabase,
-        };
+        let master_key =
+            match (env("CARDPLANE_MASTER_KEY"), &common.master_key_file, file.master_key, file.master_key_file) {
+                (Some(key), _, _, _) => MasterKeySource::Value(key),
+                (None, Some(path), _, _) => MasterKeySource::File(path.clone()),
+                (None, None, Some(key), _) => MasterKeySource::Value(key),
+                (None, None, None, Some(path)) => MasterKeySource::File(path),
+                (None, None, None, None) => MasterKeySource::BesideDatabase,
+            };
         Ok(Self {
             listen,
             database_url,
             master_key,
             admin_token: env("CARDPLANE_ADMIN_TOKEN").or(file.admin_token),
-            log_format: common
-                .log_format
-                .or(file.log_format)
-                .unwrap_or(LogFormat::Json),
+            token_audience: common
+                .token_audience
+                .clone()
+                .or(file.token_audience)
+                .unwrap_or_else(|| DEFAULT_TOKEN_AUDIENCE.to_owned()),
+            log_format: common.log_format.or(file.log_format).unwrap_or(LogFormat::Json),
             issuers: file.issuers,
         })
     }
@@ -132,9 +131,7 @@ impl Settings {
 
 /// The file a SQLite URL names, or `None` for an in-memory database.
 pub fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
@@ -145,14 +142,8 @@ mod tests {
 
     #[test]
     fn sqlite_urls_name_their_file() {
-        assert_eq!(
-            sqlite_path("sqlite://cardplane.db"),
-            Some(PathBuf::from("cardplane.db"))
-        );
-        assert_eq!(
-            sqlite_path("sqlite:///var/lib/cp.db?mode=rwc"),
-            Some(PathBuf::from("/var/lib/cp.db"))
-        );
+        assert_eq!(sqlite_path("sqlite://cardplane.db"), Some(PathBuf::from("cardplane.db")));
+        assert_eq!(sqlite_path("sqlite:///var/lib/cp.db?mode=rwc"), Some(PathBuf::from("/var/lib/cp.db")));
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://x/y"), None);
     }

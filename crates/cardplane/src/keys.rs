@@ -8,9 +8,7 @@ use std::path::PathBuf;
 /// The file a generated master key is kept in for a SQLite database: `cardplane.db` →
 /// `cardplane.master.key` in the same directory.
 pub fn key_file_beside(database: &std::path::Path) -> PathBuf {
-    let stem = database
-        .file_stem()
-        .map_or_else(|| "cardplane".into(), |s| s.to_string_lossy().into_owned());
+    let stem = database.file_stem().map_or_else(|| "cardplane".into(), |s| s.to_string_lossy().into_owned());
     database.with_file_name(format!("{stem}.master.key"))
 }
 
@@ -20,11 +18,8 @@ pub fn load_master_key(source: &MasterKeySource, database_url: &str) -> anyhow::
         MasterKeySource::Value(text) => MasterKey::parse(text).context("CARDPLANE_MASTER_KEY"),
         MasterKeySource::File(path) => Ok(MasterKey::read_file(path)?),
         MasterKeySource::BesideDatabase => {
-            if cardplane_store::Backend::of(database_url) != Some(cardplane_store::Backend::Sqlite)
-            {
-                bail!(
-                    "a master key is required with PostgreSQL: set CARDPLANE_MASTER_KEY or --master-key-file"
-                );
+            if cardplane_store::Backend::of(database_url) != Some(cardplane_store::Backend::Sqlite) {
+                bail!("a master key is required with PostgreSQL: set CARDPLANE_MASTER_KEY or --master-key-file");
             }
             let Some(database) = sqlite_path(database_url) else {
                 tracing::warn!("in-memory database: using a throw-away master key");

@@ -15,49 +15,35 @@ pub mod logging;
 pub mod server;
 
 use anyhow::Context;
-use cardplane_app::Platform;
-use cardplane_app::ports::SystemClock;
-use cardplane_jose::Vault;
+use cardplane_app::ports::Clock;
+use cardplane_app::{Adapters, Platform, PlatformSettings};
+use cardplane_jose::{AccessTokens, Purpose, Vault, derive};
 use config::Settings;
 use std::sync::Arc;
 
 /// Opens the store and the vault the settings name, and builds the use cases on them.
-pub async fn platform(settings: &Settings) -> anyhow::Result<Platform> {
+pub async fn platform(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Platform> {
     let master_key = keys::load_master_key(&settings.master_key, &settings.database_url)?;
     let vault = Arc::new(Vault::new(&master_key));
+    let tokens = Arc::new(AccessTokens::new(&derive(&master_key, Purpose::AccessTokens)));
     let store = cardplane_store::open(&settings.database_url, vault.clone())
         .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {}",
-                redact_url(&settings.database_url)
-            )
-        })?;
-    Ok(Platform::new(store, vault, Arc::new(SystemClock)))
+        .with_context(|| format!("cannot open the database {}", redact_url(&settings.database_url)))?;
+    let adapters = Adapters { store, keys: vault.clone(), card_data: vault, tokens, clock };
+    Ok(Platform::new(adapters, PlatformSettings { token_audience: settings.token_audience.clone() }))
 }
 
 /// Onboards the `[[issuers]]` of the configuration file, through the same code as the admin API.
-pub async fn onboard_configured_issuers(
-    platform: &Platform,
-    settings: &Settings,
-) -> anyhow::Result<()> {
+pub async fn onboard_configured_issuers(platform: &Platform, settings: &Settings) -> anyhow::Result<()> {
     for (i, request) in settings.issuers.iter().enumerate() {
-        let id = request
-            .issuer_id
-            .clone()
-            .with_context(|| format!("issuers[{i}]: issuerId is required"))?;
+        let id = request.issuer_id.clone().with_context(|| format!("issuers[{i}]: issuerId is required"))?;
         let onboard = async {
             let id = cardplane_domain::ids::IssuerId::parse(id.clone())?;
-            let onboarding = request
-                .clone()
-                .into_domain()
-                .map_err(|e| anyhow::anyhow!(e.message))?;
+            let onboarding = request.clone().into_domain().map_err(|e| anyhow::anyhow!(e.message))?;
             platform.onboard_issuer(id, onboarding).await?;
             anyhow::Ok(())
         };
-        onboard
-            .await
-            .with_context(|| format!("issuers[{i}] ({id}) in the configuration file"))?;
+        onboard.await.with_context(|| format!("issuers[{i}] ({id}) in the configuration file"))?;
         tracing::info!(issuer = %id, "issuer onboarded from the configuration file");
     }
     Ok(())
@@ -81,14 +67,8 @@ pub fn redact_url(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_are_hidden() {
-        assert_eq!(
-            super::redact_url("postgres://u:pw@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
+        assert_eq!(super::redact_url("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(
-            super::redact_url("sqlite://cardplane.db"),
-            "sqlite://cardplane.db"
-        );
+        assert_eq!(super::redact_url("sqlite://cardplane.db"), "sqlite://cardplane.db");
     }
 }

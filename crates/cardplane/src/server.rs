@@ -4,8 +4,10 @@ use crate::config::Settings;
 use anyhow::Context;
 use cardplane_api::{ApiState, admin::AdminAccess};
 use cardplane_app::Platform;
+use cardplane_app::ports::{Clock, SystemClock};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -33,26 +35,25 @@ impl RunningServer {
     }
 }
 
-/// Opens the platform, onboards the configured issuers, binds and serves until `stop` resolves.
+/// Opens the platform on the wall clock, onboards the configured issuers, binds and serves until
+/// [`RunningServer::stop`].
 pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
-    start_with_shutdown(settings, std::future::pending()).await
+    start_with(settings, Arc::new(SystemClock), std::future::pending()).await
 }
 
-pub async fn start_with_shutdown(
+/// [`start`], on `clock`, serving until `shutdown` resolves (or [`RunningServer::stop`]).
+pub async fn start_with(
     settings: Settings,
+    clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunningServer> {
-    let platform = crate::platform(&settings).await?;
+    let platform = crate::platform(&settings, clock).await?;
     crate::onboard_configured_issuers(&platform, &settings).await?;
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let listener =
+        TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let state = ApiState {
-        platform: platform.clone(),
-        admin: AdminAccess::new(settings.admin_token.clone()),
-    };
+    let state = ApiState { platform: platform.clone(), admin: AdminAccess::new(settings.admin_token.clone()) };
     let app = cardplane_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, database = %crate::redact_url(&settings.database_url), "cardplane listening");
     let task = tokio::spawn(async move {
@@ -63,17 +64,11 @@ pub async fn start_with_shutdown(
             }
             tracing::info!("shutting down: finishing in-flight requests");
         };
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .await;
+        let served = axum::serve(listener, app).with_graceful_shutdown(signal).await;
         close(&platform).await;
         served.context("the HTTP server failed")
     });
-    Ok(RunningServer {
-        addr,
-        stop: Some(stop),
-        task,
-    })
+    Ok(RunningServer { addr, stop: Some(stop), task })
 }
 
 async fn close(platform: &Platform) {
@@ -87,8 +82,7 @@ pub async fn termination() {
     #[cfg(unix)]
     {
         let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM can be handled");
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM can be handled");
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

@@ -24,17 +24,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn missing(field: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            problem: FieldProblem::Missing,
-        }
+        Self { field: field.into(), problem: FieldProblem::Missing }
     }
 
     pub fn invalid(field: impl Into<String>, expected: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            problem: FieldProblem::Invalid(expected.into()),
-        }
+        Self { field: field.into(), problem: FieldProblem::Invalid(expected.into()) }
     }
 
     /// Puts this error under a parent field: `binRange.from` inside `cardProducts[0]` becomes
@@ -66,14 +60,8 @@ mod tests {
 
     #[test]
     fn nests_paths_the_way_json_reads() {
-        let e = FieldError::invalid("from", "digits")
-            .within("binRange")
-            .within("[2]")
-            .within("cardProducts");
+        let e = FieldError::invalid("from", "digits").within("binRange").within("[2]").within("cardProducts");
         assert_eq!(e.field, "cardProducts[2].binRange.from");
-        assert_eq!(
-            e.to_string(),
-            "cardProducts[2].binRange.from is invalid: digits"
-        );
+        assert_eq!(e.to_string(), "cardProducts[2].binRange.from is invalid: digits");
     }
 }

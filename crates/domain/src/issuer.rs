@@ -15,16 +15,10 @@ pub struct IssuerName(String);
 impl IssuerName {
     pub fn parse(name: &str) -> Result<Self, FieldError> {
         let len = name.chars().count();
-        if (1..=128).contains(&len)
-            && !name.chars().any(char::is_control)
-            && !name.trim().is_empty()
-        {
+        if (1..=128).contains(&len) && !name.chars().any(char::is_control) && !name.trim().is_empty() {
             Ok(Self(name.to_owned()))
         } else {
-            Err(FieldError::invalid(
-                "name",
-                "must be 1 to 128 characters without control characters",
-            ))
+            Err(FieldError::invalid("name", "must be 1 to 128 characters without control characters"))
         }
     }
 
@@ -40,12 +34,7 @@ pub struct HttpUrl(String);
 
 impl HttpUrl {
     pub fn parse(field: &str, value: &str) -> Result<Self, FieldError> {
-        let refuse = || {
-            FieldError::invalid(
-                field,
-                "must be an absolute http(s) URL without query or fragment",
-            )
-        };
+        let refuse = || FieldError::invalid(field, "must be an absolute http(s) URL without query or fragment");
         let url = url::Url::parse(value).map_err(|_| refuse())?;
         let ok = matches!(url.scheme(), "http" | "https")
             && url.host_str().is_some_and(|h| !h.is_empty())
@@ -124,58 +113,38 @@ impl CallbackSettings {
     pub fn max_batch_size(size: i64) -> Result<u8, FieldError> {
         match u8::try_from(size) {
             Ok(n @ 1..=100) => Ok(n),
-            _ => Err(FieldError::invalid(
-                "maxBatchSize",
-                "must be a whole number from 1 to 100",
-            )),
+            _ => Err(FieldError::invalid("maxBatchSize", "must be a whole number from 1 to 100")),
         }
     }
 
     pub fn scope(scope: &str) -> Result<String, FieldError> {
         // RFC 6749 §3.3: space-separated tokens of printable ASCII except `"` and `\`.
         let ok = (1..=512).contains(&scope.len())
-            && scope
-                .bytes()
-                .all(|b| b == b' ' || (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
-        ok.then(|| scope.to_owned()).ok_or_else(|| {
-            FieldError::invalid(
-                "scope",
-                "must be RFC 6749 scope tokens, at most 512 characters",
-            )
-        })
+            && scope.bytes().all(|b| b == b' ' || (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
+        ok.then(|| scope.to_owned())
+            .ok_or_else(|| FieldError::invalid("scope", "must be RFC 6749 scope tokens, at most 512 characters"))
     }
 
     pub fn client(client_id: &str, client_secret: &str) -> Result<OAuthClient, FieldError> {
         // RFC 6749 §2.3.1 sends both through HTTP Basic; a colon in the id would break that.
-        if !(1..=256).contains(&client_id.len())
-            || client_id.contains(':')
-            || client_id.chars().any(char::is_control)
-        {
+        if !(1..=256).contains(&client_id.len()) || client_id.contains(':') || client_id.chars().any(char::is_control) {
             return Err(FieldError::invalid(
                 "clientId",
                 "must be 1 to 256 characters without ':' or control characters",
             ));
         }
-        if !(1..=512).contains(&client_secret.len()) || client_secret.chars().any(char::is_control)
-        {
-            return Err(FieldError::invalid(
-                "clientSecret",
-                "must be 1 to 512 characters without control characters",
-            ));
+        if !(1..=512).contains(&client_secret.len()) || client_secret.chars().any(char::is_control) {
+            return Err(FieldError::invalid("clientSecret", "must be 1 to 512 characters without control characters"));
         }
-        Ok(OAuthClient {
-            client_id: client_id.to_owned(),
-            client_secret: Secret::new(client_secret.to_owned()),
-        })
+        Ok(OAuthClient { client_id: client_id.to_owned(), client_secret: Secret::new(client_secret.to_owned()) })
     }
 }
 
 /// A value of the `x-pod` header: 1–128 printable ASCII characters [D1].
 pub fn pod_name(name: &str) -> Result<String, FieldError> {
     let ok = (1..=128).contains(&name.len()) && name.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    ok.then(|| name.to_owned()).ok_or_else(|| {
-        FieldError::invalid("pods", "pod names must be 1 to 128 printable characters")
-    })
+    ok.then(|| name.to_owned())
+        .ok_or_else(|| FieldError::invalid("pods", "pod names must be 1 to 128 printable characters"))
 }
 
 /// Where the transit wallet server of the issuer answers, and its pods (outbound.md §6).
@@ -205,38 +174,24 @@ impl Onboarding {
         wallet_server: Option<WalletServerSettings>,
     ) -> Result<Self, FieldError> {
         if assertion_keys.is_empty() {
-            return Err(FieldError::invalid(
-                "assertionKeys",
-                "must hold at least one key",
-            ));
+            return Err(FieldError::invalid("assertionKeys", "must hold at least one key"));
         }
         if assertion_keys.len() > 20 {
-            return Err(FieldError::invalid(
-                "assertionKeys",
-                "must hold at most 20 keys",
-            ));
+            return Err(FieldError::invalid("assertionKeys", "must hold at most 20 keys"));
         }
         let mut kids: HashSet<&KeyId> = HashSet::new();
         for (i, key) in assertion_keys.iter().enumerate() {
             if !kids.insert(&key.kid) {
-                return Err(FieldError::invalid("kid", "is used twice")
-                    .within(&format!("assertionKeys[{i}]")));
+                return Err(FieldError::invalid("kid", "is used twice").within(&format!("assertionKeys[{i}]")));
             }
         }
         let mut product_ids = HashSet::new();
         for (i, product) in card_products.iter().enumerate() {
             if !product_ids.insert(&product.id) {
-                return Err(FieldError::invalid("cardProductId", "is used twice")
-                    .within(&format!("cardProducts[{i}]")));
+                return Err(FieldError::invalid("cardProductId", "is used twice").within(&format!("cardProducts[{i}]")));
             }
         }
-        Ok(Self {
-            name,
-            assertion_keys,
-            card_products,
-            callback,
-            wallet_server,
-        })
+        Ok(Self { name, assertion_keys, card_products, callback, wallet_server })
     }
 }
 
@@ -255,31 +210,13 @@ mod tests {
 
     #[test]
     fn urls_lose_their_trailing_slash_and_refuse_queries() {
+        assert_eq!(HttpUrl::parse("baseUrl", "http://127.0.0.1:9000/").unwrap().as_str(), "http://127.0.0.1:9000");
         assert_eq!(
-            HttpUrl::parse("baseUrl", "http://127.0.0.1:9000/")
-                .unwrap()
-                .as_str(),
-            "http://127.0.0.1:9000"
-        );
-        assert_eq!(
-            HttpUrl::parse("baseUrl", "https://bank.example/d1/")
-                .unwrap()
-                .join("/notifications"),
+            HttpUrl::parse("baseUrl", "https://bank.example/d1/").unwrap().join("/notifications"),
             "https://bank.example/d1/notifications"
         );
-        for bad in [
-            "ftp://x",
-            "http://",
-            "not a url",
-            "http://h/?q=1",
-            "http://h/#f",
-            "http://u:p@h/",
-        ] {
-            assert_eq!(
-                HttpUrl::parse("baseUrl", bad).unwrap_err().field,
-                "baseUrl",
-                "{bad}"
-            );
+        for bad in ["ftp://x", "http://", "not a url", "http://h/?q=1", "http://h/#f", "http://u:p@h/"] {
+            assert_eq!(HttpUrl::parse("baseUrl", bad).unwrap_err().field, "baseUrl", "{bad}");
         }
     }
 

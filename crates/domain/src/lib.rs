@@ -3,6 +3,10 @@
 //! these types once ("parse, don't validate"); everything past that boundary can trust them.
 //!
 //! # Layout
+//! - [`auth`]: the rules an issuer's token assertion must meet.
+//! - [`card`]: cards, their states, reason codes and the life-cycle state machine.
+//! - [`consumer`]: consumers and their personal information.
+//! - [`credentials`]: PAN (Luhn), expiry, CVV: card data that never prints.
 //! - [`field`]: [`FieldError`], the one way a value is refused, naming the field (becomes a D1 400).
 //! - [`ids`]: the identifier newtypes of D1 (`issuerId`, `consumerId`, `cardId`, `cardProductId`, `kid`).
 //! - [`scheme`]: card schemes, and which scheme a PAN prefix belongs to.
@@ -10,6 +14,10 @@
 //! - [`issuer`]: an onboarded issuer and its settings (assertion keys, callback, wallet server).
 //! - [`keys`]: public-key material as the domain sees it (P-256 points, key status).
 
+pub mod auth;
+pub mod card;
+pub mod consumer;
+pub mod credentials;
 pub mod field;
 pub mod ids;
 pub mod issuer;

@@ -53,26 +53,17 @@ impl BinRange {
                 return Err(FieldError::invalid(field, "must be 6 to 19 digits"));
             }
             if Scheme::of_pan(value) != Some(scheme) {
-                return Err(FieldError::invalid(
-                    field,
-                    format!("must lie in the {scheme} ranges"),
-                ));
+                return Err(FieldError::invalid(field, format!("must lie in the {scheme} ranges")));
             }
         }
         if from.len() != to.len() {
-            return Err(FieldError::invalid(
-                "to",
-                "must have as many digits as from",
-            ));
+            return Err(FieldError::invalid("to", "must have as many digits as from"));
         }
         // Equal-length digit strings compare as their numbers do.
         if from > to {
             return Err(FieldError::invalid("to", "must not be below from"));
         }
-        Ok(Self {
-            from: from.to_owned(),
-            to: to.to_owned(),
-        })
+        Ok(Self { from: from.to_owned(), to: to.to_owned() })
     }
 
     pub fn from(&self) -> &str {
@@ -102,10 +93,7 @@ impl ValidityYears {
     pub fn parse(years: i64) -> Result<Self, FieldError> {
         match u8::try_from(years) {
             Ok(y @ 1..=10) => Ok(Self(y)),
-            _ => Err(FieldError::invalid(
-                "validityYears",
-                "must be a whole number from 1 to 10",
-            )),
+            _ => Err(FieldError::invalid("validityYears", "must be a whole number from 1 to 10")),
         }
     }
 
@@ -132,10 +120,7 @@ pub struct CardProduct {
 impl CardProduct {
     /// Whether Register card is allowed for this product [D1: only NONE and LIGHT].
     pub fn allows_registration(&self) -> bool {
-        matches!(
-            self.authorisation_mode,
-            AuthorisationMode::None | AuthorisationMode::Light
-        )
+        matches!(self.authorisation_mode, AuthorisationMode::None | AuthorisationMode::Light)
     }
 }
 
@@ -148,30 +133,10 @@ mod tests {
         let range = BinRange::parse("411111", "411199", Scheme::Visa).unwrap();
         assert!(range.contains("4111501234567890"));
         assert!(!range.contains("4112001234567890"));
-        assert_eq!(
-            BinRange::parse("41111a", "411199", Scheme::Visa)
-                .unwrap_err()
-                .field,
-            "from"
-        );
-        assert_eq!(
-            BinRange::parse("511111", "511199", Scheme::Visa)
-                .unwrap_err()
-                .field,
-            "from"
-        );
-        assert_eq!(
-            BinRange::parse("411199", "411111", Scheme::Visa)
-                .unwrap_err()
-                .field,
-            "to"
-        );
-        assert_eq!(
-            BinRange::parse("411111", "4111999", Scheme::Visa)
-                .unwrap_err()
-                .field,
-            "to"
-        );
+        assert_eq!(BinRange::parse("41111a", "411199", Scheme::Visa).unwrap_err().field, "from");
+        assert_eq!(BinRange::parse("511111", "511199", Scheme::Visa).unwrap_err().field, "from");
+        assert_eq!(BinRange::parse("411199", "411111", Scheme::Visa).unwrap_err().field, "to");
+        assert_eq!(BinRange::parse("411111", "4111999", Scheme::Visa).unwrap_err().field, "to");
     }
 
     #[test]

@@ -15,14 +15,8 @@ pub enum Scheme {
 }
 
 impl Scheme {
-    pub const ALL: [Scheme; 6] = [
-        Scheme::Visa,
-        Scheme::Mastercard,
-        Scheme::Amex,
-        Scheme::Discover,
-        Scheme::Jcb,
-        Scheme::UnionPay,
-    ];
+    pub const ALL: [Scheme; 6] =
+        [Scheme::Visa, Scheme::Mastercard, Scheme::Amex, Scheme::Discover, Scheme::Jcb, Scheme::UnionPay];
 
     /// The wire name (`VISA`, `MASTERCARD`, ...).
     pub fn as_str(self) -> &'static str {
@@ -67,10 +61,7 @@ impl FromStr for Scheme {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, ()> {
-        Scheme::ALL
-            .into_iter()
-            .find(|scheme| scheme.as_str() == s)
-            .ok_or(())
+        Scheme::ALL.into_iter().find(|scheme| scheme.as_str() == s).ok_or(())
     }
 }
 

@@ -32,9 +32,6 @@ mod tests {
             sec1.extend((0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()));
         }
         let key = P256PublicKey::from_sec1(&sec1).unwrap();
-        assert_eq!(
-            thumbprint(&key),
-            "xx0BcA-wMohw8atYDJOe6peGModklG2wRHBlXHMvl0M"
-        );
+        assert_eq!(thumbprint(&key), "xx0BcA-wMohw8atYDJOe6peGModklG2wRHBlXHMvl0M");
     }
 }

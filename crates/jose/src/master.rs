@@ -15,15 +15,9 @@ pub enum MasterKeyError {
     #[error("the master key must be 32 bytes, written as 64 hex digits or in base64")]
     Malformed,
     #[error("cannot read the master key file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("cannot create the master key file {path}: {source}")]
-    Create {
-        path: String,
-        source: std::io::Error,
-    },
+    Create { path: String, source: std::io::Error },
 }
 
 impl MasterKey {
@@ -31,55 +25,38 @@ impl MasterKey {
     pub fn parse(text: &str) -> Result<Self, MasterKeyError> {
         let text = text.trim();
         let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            (0..32)
-                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
-                .collect::<Result<Vec<u8>, _>>()
-                .ok()
+            (0..32).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16)).collect::<Result<Vec<u8>, _>>().ok()
         } else {
-            use base64::engine::general_purpose::{
-                STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
-            };
-            [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
-                .iter()
-                .find_map(|engine| engine.decode(text).ok())
+            use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+            [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD].iter().find_map(|engine| engine.decode(text).ok())
         };
-        let key: [u8; 32] = bytes
-            .and_then(|b| b.try_into().ok())
-            .ok_or(MasterKeyError::Malformed)?;
+        let key: [u8; 32] = bytes.and_then(|b| b.try_into().ok()).ok_or(MasterKeyError::Malformed)?;
         Ok(Self(key))
     }
 
     /// A new random key.
     pub fn generate() -> Self {
         let mut key = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut key)
-            .expect("the system random source works");
+        SystemRandom::new().fill(&mut key).expect("the system random source works");
         Self(key)
     }
 
     pub fn read_file(path: &Path) -> Result<Self, MasterKeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| MasterKeyError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| MasterKeyError::Read { path: path.display().to_string(), source })?;
         Self::parse(&text)
     }
 
     /// Writes a new random key to `path` (mode 0600, never over an existing file) and returns it.
     pub fn create_file(path: &Path) -> Result<Self, MasterKeyError> {
         let key = Self::generate();
-        let create = |source| MasterKeyError::Create {
-            path: path.display().to_string(),
-            source,
-        };
+        let create = |source| MasterKeyError::Create { path: path.display().to_string(), source };
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(path).map_err(create)?;
-        file.write_all(format!("{}\n", key.to_hex()).as_bytes())
-            .map_err(create)?;
+        file.write_all(format!("{}\n", key.to_hex()).as_bytes()).map_err(create)?;
         file.sync_all().map_err(create)?;
         Ok(key)
     }
@@ -122,15 +99,9 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
-        assert!(
-            MasterKey::create_file(&path).is_err(),
-            "never overwrites a key"
-        );
+        assert!(MasterKey::create_file(&path).is_err(), "never overwrites a key");
         assert!(!format!("{key:?}").contains("00"));
     }
 }

@@ -44,12 +44,10 @@ pub struct UnsupportedUrl;
 
 /// Opens the store at `url`, running its migrations.
 pub async fn open(url: &str, vault: Arc<dyn KeyVault>) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(
-        match Backend::of(url).ok_or_else(|| StoreError::Backend(Box::new(UnsupportedUrl)))? {
-            Backend::Sqlite => Arc::new(SqliteStore::open(url, vault).await?),
-            Backend::Postgres => Arc::new(PgStore::open(url, vault).await?),
-        },
-    )
+    Ok(match Backend::of(url).ok_or_else(|| StoreError::Backend(Box::new(UnsupportedUrl)))? {
+        Backend::Sqlite => Arc::new(SqliteStore::open(url, vault).await?),
+        Backend::Postgres => Arc::new(PgStore::open(url, vault).await?),
+    })
 }
 
 /// Runs the migrations of the database at `url`, and nothing else.
@@ -63,41 +61,21 @@ pub async fn migrate(url: &str) -> Result<(), StoreError> {
 /// Runs a unit of work, turning a panic inside it into an error, so that a bug in one use case
 /// rolls back its own writes and leaves the store (and, on SQLite, the rest of its batch) working.
 async fn contain_panic(
-    work: futures_util::future::BoxFuture<
-        '_,
-        Result<cardplane_app::ports::Erased, cardplane_app::AppError>,
-    >,
+    work: futures_util::future::BoxFuture<'_, Result<cardplane_app::ports::Erased, cardplane_app::AppError>>,
 ) -> Result<cardplane_app::ports::Erased, cardplane_app::AppError> {
     use futures_util::FutureExt;
-    std::panic::AssertUnwindSafe(work)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| {
-            Err(cardplane_app::AppError::Unexpected(anyhow::anyhow!(
-                "a unit of work panicked; its writes were rolled back"
-            )))
-        })
+    std::panic::AssertUnwindSafe(work).catch_unwind().await.unwrap_or_else(|_| {
+        Err(cardplane_app::AppError::Unexpected(anyhow::anyhow!(
+            "a unit of work panicked; its writes were rolled back"
+        )))
+    })
 }
 
 /// The query that lists applied migrations; the same in both backends.
-const APPLIED_MIGRATIONS: &str =
-    "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
 
 /// Ready means: the database answers and every migration this build carries is applied.
-fn check_migrations(
-    migrator: &sqlx::migrate::Migrator,
-    applied: &[(i64,)],
-) -> Result<(), StoreError> {
-    let missing: Vec<i64> = migrator
-        .iter()
-        .map(|m| m.version)
-        .filter(|v| !applied.iter().any(|(a,)| a == v))
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(StoreError::Corrupt(format!(
-            "migrations not applied: {missing:?}"
-        )))
-    }
+fn check_migrations(migrator: &sqlx::migrate::Migrator, applied: &[(i64,)]) -> Result<(), StoreError> {
+    let missing: Vec<i64> = migrator.iter().map(|m| m.version).filter(|v| !applied.iter().any(|(a,)| a == v)).collect();
+    if missing.is_empty() { Ok(()) } else { Err(StoreError::Corrupt(format!("migrations not applied: {missing:?}"))) }
 }

@@ -36,10 +36,7 @@ impl PgStore {
     /// instances may start at once).
     pub async fn open(url: &str, vault: Arc<dyn KeyVault>) -> Result<Self, StoreError> {
         let pool = connect(url, 32).await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(Self { pool, vault })
     }
 }
@@ -47,10 +44,7 @@ impl PgStore {
 /// Runs migrations only (`cardplane migrate`).
 pub async fn migrate(url: &str) -> Result<(), StoreError> {
     let pool = connect(url, 1).await?;
-    MIGRATOR
-        .run(&pool)
-        .await
-        .map_err(|e| StoreError::Backend(Box::new(e)))?;
+    MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(Box::new(e)))?;
     pool.close().await;
     Ok(())
 }
@@ -59,11 +53,7 @@ pub async fn migrate(url: &str) -> Result<(), StoreError> {
 impl Store for PgStore {
     async fn write_erased(&self, work: BoxedWork) -> Result<Erased, AppError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let outcome = crate::contain_panic(work(&mut SqlTx {
-            conn: &mut *tx,
-            vault: self.vault.as_ref(),
-        }))
-        .await;
+        let outcome = crate::contain_panic(work(&mut SqlTx { conn: &mut *tx, vault: self.vault.as_ref() })).await;
         match outcome {
             Ok(value) => {
                 tx.commit().await.map_err(backend)?;
@@ -78,23 +68,14 @@ impl Store for PgStore {
 
     async fn read_erased(&self, work: BoxedWork) -> Result<Erased, AppError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await
-            .map_err(backend)?;
-        let outcome = work(&mut SqlTx {
-            conn: &mut *tx,
-            vault: self.vault.as_ref(),
-        })
-        .await;
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").await.map_err(backend)?;
+        let outcome = work(&mut SqlTx { conn: &mut *tx, vault: self.vault.as_ref() }).await;
         tx.rollback().await.map_err(backend)?;
         outcome
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
-        let applied = sqlx::query_as(crate::APPLIED_MIGRATIONS)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+        let applied = sqlx::query_as(crate::APPLIED_MIGRATIONS).fetch_all(&self.pool).await.map_err(backend)?;
         crate::check_migrations(&MIGRATOR, &applied)
     }
 

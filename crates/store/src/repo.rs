@@ -7,8 +7,7 @@
 use cardplane_app::ports::{KeyVault, StoreError, StoredEncryptionKey, client_secret_context};
 use cardplane_domain::ids::{CardProductId, IssuerId, KeyId};
 use cardplane_domain::issuer::{
-    CallbackSettings, HttpUrl, Issuer, IssuerName, OAuthClient, Onboarding, Secret,
-    WalletServerSettings,
+    CallbackSettings, HttpUrl, Issuer, IssuerName, OAuthClient, Onboarding, Secret, WalletServerSettings,
 };
 use cardplane_domain::keys::{AssertionKey, EncryptionKey, P256PublicKey};
 use cardplane_domain::product::{BinRange, CardProduct, ValidityYears};
@@ -66,10 +65,7 @@ pub(crate) struct ProductRow {
 }
 
 pub(crate) fn product_from_row(row: ProductRow) -> Result<CardProduct, StoreError> {
-    let scheme = row
-        .scheme
-        .parse()
-        .map_err(|()| corrupt("card product scheme"))?;
+    let scheme = row.scheme.parse().map_err(|()| corrupt("card product scheme"))?;
     let bin_range = match (row.bin_from, row.bin_to) {
         (Some(from), Some(to)) => Some(BinRange::parse(&from, &to, scheme).map_err(corrupt)?),
         _ => None,
@@ -77,10 +73,7 @@ pub(crate) fn product_from_row(row: ProductRow) -> Result<CardProduct, StoreErro
     Ok(CardProduct {
         id: CardProductId::parse(row.card_product_id).map_err(corrupt)?,
         scheme,
-        authorisation_mode: row
-            .authorisation_mode
-            .parse()
-            .map_err(|()| corrupt("authorisation mode"))?,
+        authorisation_mode: row.authorisation_mode.parse().map_err(|()| corrupt("authorisation mode"))?,
         bin_range,
         physical: row.physical,
         validity: ValidityYears::parse(row.validity_years).map_err(corrupt)?,
@@ -100,14 +93,9 @@ pub(crate) fn issuer_from_rows(
         (Some(base), Some(token)) => {
             let client = match (row.callback_client_id, row.callback_client_secret_sealed) {
                 (Some(client_id), Some(sealed)) => {
-                    let secret = vault
-                        .open(&client_secret_context(&id), &sealed)
-                        .map_err(corrupt)?;
+                    let secret = vault.open(&client_secret_context(&id), &sealed).map_err(corrupt)?;
                     let secret = String::from_utf8(secret).map_err(corrupt)?;
-                    Some(OAuthClient {
-                        client_id,
-                        client_secret: Secret::new(secret),
-                    })
+                    Some(OAuthClient { client_id, client_secret: Secret::new(secret) })
                 }
                 _ => None,
             };
@@ -116,10 +104,8 @@ pub(crate) fn issuer_from_rows(
                 token_url: url("callback.tokenUrl", &token)?,
                 client,
                 scope: row.callback_scope,
-                max_batch_size: CallbackSettings::max_batch_size(
-                    row.callback_max_batch_size.unwrap_or(1),
-                )
-                .map_err(corrupt)?,
+                max_batch_size: CallbackSettings::max_batch_size(row.callback_max_batch_size.unwrap_or(1))
+                    .map_err(corrupt)?,
                 stores_consumer_data: row.callback_stores_consumer_data.unwrap_or(true),
             })
         }
@@ -128,16 +114,12 @@ pub(crate) fn issuer_from_rows(
     let wallet_server = match row.wallet_server_base_url {
         Some(base) => {
             let pods: BTreeMap<String, String> =
-                serde_json::from_str(row.wallet_server_pods.as_deref().unwrap_or("{}"))
-                    .map_err(corrupt)?;
+                serde_json::from_str(row.wallet_server_pods.as_deref().unwrap_or("{}")).map_err(corrupt)?;
             let pods = pods
                 .into_iter()
                 .map(|(pod, base)| Ok((pod, url("walletServer.pods", &base)?)))
                 .collect::<Result<_, StoreError>>()?;
-            Some(WalletServerSettings {
-                base_url: url("walletServer.baseUrl", &base)?,
-                pods,
-            })
+            Some(WalletServerSettings { base_url: url("walletServer.baseUrl", &base)?, pods })
         }
         None => None,
     };
@@ -146,15 +128,11 @@ pub(crate) fn issuer_from_rows(
         .map(|(kid, public_key)| {
             Ok(AssertionKey {
                 kid: KeyId::parse(kid).map_err(corrupt)?,
-                public_key: P256PublicKey::from_sec1(&public_key)
-                    .ok_or_else(|| corrupt("assertion key"))?,
+                public_key: P256PublicKey::from_sec1(&public_key).ok_or_else(|| corrupt("assertion key"))?,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let card_products = products
-        .into_iter()
-        .map(product_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+    let card_products = products.into_iter().map(product_from_row).collect::<Result<Vec<_>, _>>()?;
     Ok(Issuer {
         id,
         onboarding: Onboarding {
@@ -179,8 +157,7 @@ pub(crate) fn encryption_key_from_row(
     Ok(StoredEncryptionKey {
         key: EncryptionKey {
             kid: KeyId::parse(kid).map_err(corrupt)?,
-            public_key: P256PublicKey::from_sec1(&public_key)
-                .ok_or_else(|| corrupt("encryption key"))?,
+            public_key: P256PublicKey::from_sec1(&public_key).ok_or_else(|| corrupt("encryption key"))?,
             created_at: from_micros(created_at)?,
             retired_at: retired_at.map(from_micros).transpose()?,
         },
@@ -420,6 +397,33 @@ macro_rules! impl_tx {
                     .await
                     .map_err($crate::repo::backend)?;
                 Ok(())
+            }
+
+            async fn remember_assertion_jti(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                jti: &str,
+                until: time::OffsetDateTime,
+                now: time::OffsetDateTime,
+            ) -> Result<bool, cardplane_app::ports::StoreError> {
+                use $crate::repo::{backend, micros};
+                sqlx::query("DELETE FROM assertion_jtis WHERE issuer_id = $1 AND expires_at <= $2")
+                    .bind(issuer.as_str())
+                    .bind(micros(now))
+                    .execute(&mut *self.conn)
+                    .await
+                    .map_err(backend)?;
+                let inserted = sqlx::query(
+                    "INSERT INTO assertion_jtis (issuer_id, jti, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (issuer_id, jti) DO NOTHING",
+                )
+                .bind(issuer.as_str())
+                .bind(jti)
+                .bind(micros(until))
+                .execute(&mut *self.conn)
+                .await
+                .map_err(backend)?;
+                Ok(inserted.rows_affected() == 1)
             }
         }
     };

@@ -72,13 +72,9 @@ fn options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url`, runs the migrations, and starts the writer.
     pub async fn open(url: &str, vault: Arc<dyn KeyVault>) -> Result<Self, StoreError> {
-        let mut writer = SqliteConnection::connect_with(&options(url)?.create_if_missing(true))
-            .await
-            .map_err(backend)?;
-        MIGRATOR
-            .run(&mut writer)
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let mut writer =
+            SqliteConnection::connect_with(&options(url)?.create_if_missing(true)).await.map_err(backend)?;
+        MIGRATOR.run(&mut writer).await.map_err(|e| StoreError::Backend(Box::new(e)))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options(url)?.read_only(true))
@@ -87,21 +83,9 @@ impl SqliteStore {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let shutdown = Arc::new(Notify::new());
         let stats = Arc::new(GroupCommitStats::default());
-        let handle = tokio::spawn(run_writer(
-            writer,
-            queue,
-            Arc::clone(&vault),
-            Arc::clone(&shutdown),
-            Arc::clone(&stats),
-        ));
-        Ok(Self {
-            jobs,
-            readers,
-            vault,
-            shutdown,
-            writer: Mutex::new(Some(handle)),
-            stats,
-        })
+        let handle =
+            tokio::spawn(run_writer(writer, queue, Arc::clone(&vault), Arc::clone(&shutdown), Arc::clone(&stats)));
+        Ok(Self { jobs, readers, vault, shutdown, writer: Mutex::new(Some(handle)), stats })
     }
 
     pub fn group_commit_stats(&self) -> &GroupCommitStats {
@@ -111,13 +95,8 @@ impl SqliteStore {
 
 /// Runs migrations only (`cardplane migrate`).
 pub async fn migrate(url: &str) -> Result<(), StoreError> {
-    let mut conn = SqliteConnection::connect_with(&options(url)?.create_if_missing(true))
-        .await
-        .map_err(backend)?;
-    MIGRATOR
-        .run(&mut conn)
-        .await
-        .map_err(|e| StoreError::Backend(Box::new(e)))?;
+    let mut conn = SqliteConnection::connect_with(&options(url)?.create_if_missing(true)).await.map_err(backend)?;
+    MIGRATOR.run(&mut conn).await.map_err(|e| StoreError::Backend(Box::new(e)))?;
     conn.close().await.map_err(backend)
 }
 
@@ -180,16 +159,9 @@ async fn commit_batch(
             answers.push((job.reply, None));
             continue;
         }
-        let mut tx = SqlTx {
-            conn: &mut *conn,
-            vault,
-        };
+        let mut tx = SqlTx { conn: &mut *conn, vault };
         let outcome = crate::contain_panic((job.work)(&mut tx)).await;
-        let undo = if outcome.is_err() {
-            conn.execute("ROLLBACK TO unit").await.map(|_| ())
-        } else {
-            Ok(())
-        };
+        let undo = if outcome.is_err() { conn.execute("ROLLBACK TO unit").await.map(|_| ()) } else { Ok(()) };
         if let Err(error) = undo.and(conn.execute("RELEASE unit").await.map(|_| ())) {
             broken = Some(error);
             answers.push((job.reply, None));
@@ -231,10 +203,7 @@ fn clone_error(error: &sqlx::Error) -> sqlx::Error {
 impl Store for SqliteStore {
     async fn write_erased(&self, work: BoxedWork) -> Result<Erased, AppError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { work, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.jobs.send(Job { work, reply }).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -242,30 +211,19 @@ impl Store for SqliteStore {
         let mut conn = self.readers.acquire().await.map_err(backend)?;
         // One transaction so that every read of the unit sees the same snapshot.
         conn.execute("BEGIN").await.map_err(backend)?;
-        let outcome = work(&mut SqlTx {
-            conn: &mut *conn,
-            vault: self.vault.as_ref(),
-        })
-        .await;
+        let outcome = work(&mut SqlTx { conn: &mut *conn, vault: self.vault.as_ref() }).await;
         conn.execute("COMMIT").await.map_err(backend)?;
         outcome
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
-        let applied = sqlx::query_as(crate::APPLIED_MIGRATIONS)
-            .fetch_all(&self.readers)
-            .await
-            .map_err(backend)?;
+        let applied = sqlx::query_as(crate::APPLIED_MIGRATIONS).fetch_all(&self.readers).await.map_err(backend)?;
         crate::check_migrations(&MIGRATOR, &applied)
     }
 
     async fn close(&self) {
         self.shutdown.notify_one();
-        let writer = self
-            .writer
-            .lock()
-            .expect("the writer handle lock is never poisoned")
-            .take();
+        let writer = self.writer.lock().expect("the writer handle lock is never poisoned").take();
         if let Some(writer) = writer
             && let Err(error) = writer.await
         {

@@ -4,9 +4,7 @@ use cardplane_app::AppError;
 use cardplane_app::ports::{KeyVault, Store, StoreExt};
 use cardplane_domain::FieldError;
 use cardplane_domain::ids::{CardProductId, IssuerId, KeyId};
-use cardplane_domain::issuer::{
-    CallbackSettings, HttpUrl, Issuer, IssuerName, Onboarding, WalletServerSettings,
-};
+use cardplane_domain::issuer::{CallbackSettings, HttpUrl, Issuer, IssuerName, Onboarding, WalletServerSettings};
 use cardplane_domain::keys::AssertionKey;
 use cardplane_domain::product::{AuthorisationMode, BinRange, CardProduct, ValidityYears};
 use cardplane_domain::scheme::Scheme;
@@ -15,9 +13,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 async fn open(db: &TestDatabase) -> Arc<dyn Store> {
-    cardplane_store::open(&db.url, test_vault())
-        .await
-        .expect("the store opens")
+    cardplane_store::open(&db.url, test_vault()).await.expect("the store opens")
 }
 
 fn at(seconds: i64) -> OffsetDateTime {
@@ -42,8 +38,7 @@ fn issuer(id: &str, products: &[&str]) -> Issuer {
         .collect();
     let base = HttpUrl::parse("baseUrl", "http://127.0.0.1:9999/bank").unwrap();
     let callback = CallbackSettings {
-        token_url: HttpUrl::parse("tokenUrl", &base.join(CallbackSettings::DEFAULT_TOKEN_PATH))
-            .unwrap(),
+        token_url: HttpUrl::parse("tokenUrl", &base.join(CallbackSettings::DEFAULT_TOKEN_PATH)).unwrap(),
         base_url: base.clone(),
         client: Some(CallbackSettings::client("d1-client", "a client secret").unwrap()),
         scope: Some("notifications".into()),
@@ -52,20 +47,13 @@ fn issuer(id: &str, products: &[&str]) -> Issuer {
     };
     let wallet = WalletServerSettings {
         base_url: base.clone(),
-        pods: [(
-            "pod-a".to_owned(),
-            HttpUrl::parse("pods", "http://127.0.0.1:9998").unwrap(),
-        )]
-        .into(),
+        pods: [("pod-a".to_owned(), HttpUrl::parse("pods", "http://127.0.0.1:9998").unwrap())].into(),
     };
     Issuer {
         id: issuer_id,
         onboarding: Onboarding::new(
             IssuerName::parse("Bank of Tests").unwrap(),
-            vec![AssertionKey {
-                kid: KeyId::parse("sig-1").unwrap(),
-                public_key,
-            }],
+            vec![AssertionKey { kid: KeyId::parse("sig-1").unwrap(), public_key }],
             card_products,
             Some(callback),
             Some(wallet),
@@ -77,18 +65,12 @@ fn issuer(id: &str, products: &[&str]) -> Issuer {
 }
 
 async fn put(store: &Arc<dyn Store>, issuer: Issuer) {
-    store
-        .write(move |tx| Box::pin(async move { Ok(tx.put_issuer(&issuer).await?) }))
-        .await
-        .unwrap();
+    store.write(move |tx| Box::pin(async move { Ok(tx.put_issuer(&issuer).await?) })).await.unwrap();
 }
 
 async fn get(store: &Arc<dyn Store>, id: &str) -> Option<Issuer> {
     let id = IssuerId::parse(id).unwrap();
-    store
-        .read(move |tx| Box::pin(async move { Ok(tx.issuer(&id).await?) }))
-        .await
-        .unwrap()
+    store.read(move |tx| Box::pin(async move { Ok(tx.issuer(&id).await?) })).await.unwrap()
 }
 
 backend_tests! {
@@ -237,32 +219,22 @@ backend_tests! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_commits_concurrent_writes_in_groups() {
     let db = TestDatabase::new(cardplane_testkit::Backend::Sqlite).await;
-    let store = Arc::new(
-        cardplane_store::SqliteStore::open(&db.url, test_vault())
-            .await
-            .unwrap(),
-    );
+    let store = Arc::new(cardplane_store::SqliteStore::open(&db.url, test_vault()).await.unwrap());
     let mut tasks = Vec::new();
     for i in 0..400 {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             let issuer = issuer(&format!("ISSUER{i:04}"), &[]);
-            store
-                .write(move |tx| Box::pin(async move { Ok(tx.put_issuer(&issuer).await?) }))
-                .await
+            store.write(move |tx| Box::pin(async move { Ok(tx.put_issuer(&issuer).await?) })).await
         }));
     }
     for task in tasks {
         task.await.unwrap().unwrap();
     }
     let stats = store.group_commit_stats();
-    let load =
-        |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
     let (batches, units) = (load(&stats.batches), load(&stats.units));
     assert_eq!(units, 400);
-    assert!(
-        batches < units / 4,
-        "expected group commits, got {batches} commits for {units} units"
-    );
+    assert!(batches < units / 4, "expected group commits, got {batches} commits for {units} units");
     store.close().await;
 }

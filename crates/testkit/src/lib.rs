@@ -5,6 +5,7 @@
 //!   fresh PostgreSQL database (dropped when the test ends).
 //! - [`backend_tests!`]: writes each test once and runs it on both backends.
 //! - [`test_vault`]: a key vault under a fixed test master key.
+//! - [`INTEROP_FIXTURE`]: what independent JOSE libraries produce, for interoperability tests.
 //!
 //! PostgreSQL is reached at `CARDPLANE_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); the tests fail, rather than skip, when it is down,
@@ -40,12 +41,7 @@ impl TestDatabase {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("a temporary directory");
                 let url = format!("sqlite://{}", dir.path().join("cardplane.db").display());
-                Self {
-                    backend,
-                    url,
-                    dir: Some(dir),
-                    pg_name: None,
-                }
+                Self { backend, url, dir: Some(dir), pg_name: None }
             }
             Backend::Postgres => {
                 let admin = postgres_admin_url();
@@ -53,20 +49,10 @@ impl TestDatabase {
                 let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
                     panic!("PostgreSQL is needed for the tests at {admin} (set CARDPLANE_TEST_POSTGRES_URL): {e}")
                 });
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .await
-                    .expect("CREATE DATABASE");
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("CREATE DATABASE");
                 conn.close().await.ok();
-                let base = admin
-                    .rsplit_once('/')
-                    .map_or(admin.as_str(), |(base, _)| base);
-                Self {
-                    backend,
-                    url: format!("{base}/{name}"),
-                    dir: None,
-                    pg_name: Some(name),
-                }
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+                Self { backend, url: format!("{base}/{name}"), dir: None, pg_name: Some(name) }
             }
         }
     }
@@ -83,22 +69,20 @@ impl Drop for TestDatabase {
             // Drop cannot await; a short-lived runtime on its own thread does the clean-up.
             let admin = postgres_admin_url();
             let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
                 runtime.block_on(async {
                     let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
-                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await
-                        .ok()
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.ok()
                 })
             })
             .join();
         }
     }
 }
+
+/// Token assertions and card data made by independent JOSE implementations (pyjwt, jwcrypto), at
+/// a fixed time; see `scripts/make-interop-fixtures.py`.
+pub const INTEROP_FIXTURE: &str = include_str!("../fixtures/interop.json");
 
 /// A vault under a fixed master key, for tests.
 pub fn test_vault() -> Arc<Vault> {

@@ -24,22 +24,10 @@ use wire::{IssuerList, IssuerView, JwkSet, OnboardingRequest, PublicJwk};
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/admin/v1/issuers", get(list_issuers))
-        .route(
-            "/admin/v1/issuers/{issuer_id}",
-            put(onboard_issuer).get(get_issuer),
-        )
-        .route(
-            "/admin/v1/issuers/{issuer_id}/encryption-keys",
-            get(encryption_keys),
-        )
-        .route(
-            "/admin/v1/issuers/{issuer_id}/encryption-keys:rotate",
-            post(rotate_encryption_key),
-        )
-        .route(
-            "/admin/v1/issuers/{issuer_id}/encryption-keys/rotate",
-            post(rotate_encryption_key),
-        )
+        .route("/admin/v1/issuers/{issuer_id}", put(onboard_issuer).get(get_issuer))
+        .route("/admin/v1/issuers/{issuer_id}/encryption-keys", get(encryption_keys))
+        .route("/admin/v1/issuers/{issuer_id}/encryption-keys:rotate", post(rotate_encryption_key))
+        .route("/admin/v1/issuers/{issuer_id}/encryption-keys/rotate", post(rotate_encryption_key))
 }
 
 /// Who may call the admin API.
@@ -51,21 +39,14 @@ pub struct AdminAccess {
 impl AdminAccess {
     /// `token`: the bearer token callers must present; `None` to allow loopback callers only.
     pub fn new(token: Option<String>) -> Self {
-        Self {
-            token: token.filter(|t| !t.is_empty()).map(Into::into),
-        }
+        Self { token: token.filter(|t| !t.is_empty()).map(Into::into) }
     }
 }
 
 /// Compares in time independent of where the inputs differ, so the token cannot be guessed byte
 /// by byte from response times.
 fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 pub async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
@@ -78,19 +59,13 @@ pub async fn guard(State(state): State<ApiState>, request: Request, next: Next) 
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim);
             if !given.is_some_and(|given| same_secret(given.as_bytes(), expected.as_bytes())) {
-                let mut response = ApiError::unauthorized("a valid admin bearer token is required")
-                    .into_response();
-                response
-                    .headers_mut()
-                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                let mut response = ApiError::unauthorized("a valid admin bearer token is required").into_response();
+                response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
         }
         None => {
-            let peer = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.ip());
+            let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
             if !peer.is_some_and(|ip| ip.is_loopback()) {
                 return ApiError::forbidden(
                     "ADMIN_LOOPBACK_ONLY",
@@ -113,15 +88,8 @@ async fn onboard_issuer(
     StrictJson(request): StrictJson<OnboardingRequest>,
 ) -> Result<Json<IssuerView>, ApiError> {
     let id = issuer_id(raw_id)?;
-    if request
-        .issuer_id
-        .as_deref()
-        .is_some_and(|body_id| body_id != id.as_str())
-    {
-        return Err(ApiError::invalid_field(
-            "issuerId",
-            "must equal the issuerId of the path",
-        ));
+    if request.issuer_id.as_deref().is_some_and(|body_id| body_id != id.as_str()) {
+        return Err(ApiError::invalid_field("issuerId", "must equal the issuerId of the path"));
     }
     let onboarding = request.into_domain()?;
     let onboarded = state.platform.onboard_issuer(id, onboarding).await?;
@@ -129,25 +97,17 @@ async fn onboard_issuer(
     Ok(Json(IssuerView::from(&onboarded)))
 }
 
-async fn get_issuer(
-    State(state): State<ApiState>,
-    Path(raw_id): Path<String>,
-) -> Result<Json<IssuerView>, ApiError> {
+async fn get_issuer(State(state): State<ApiState>, Path(raw_id): Path<String>) -> Result<Json<IssuerView>, ApiError> {
     let onboarded = state.platform.issuer(issuer_id(raw_id)?).await?;
     Ok(Json(IssuerView::from(&onboarded)))
 }
 
 async fn list_issuers(State(state): State<ApiState>) -> Result<Json<IssuerList>, ApiError> {
     let issuers = state.platform.issuers().await?;
-    Ok(Json(IssuerList {
-        issuers: issuers.iter().map(IssuerView::from).collect(),
-    }))
+    Ok(Json(IssuerList { issuers: issuers.iter().map(IssuerView::from).collect() }))
 }
 
-async fn encryption_keys(
-    State(state): State<ApiState>,
-    Path(raw_id): Path<String>,
-) -> Result<Json<JwkSet>, ApiError> {
+async fn encryption_keys(State(state): State<ApiState>, Path(raw_id): Path<String>) -> Result<Json<JwkSet>, ApiError> {
     let keys = state.platform.encryption_keys(issuer_id(raw_id)?).await?;
     Ok(Json(JwkSet::encryption(&keys)))
 }
@@ -156,10 +116,7 @@ async fn rotate_encryption_key(
     State(state): State<ApiState>,
     Path(raw_id): Path<String>,
 ) -> Result<(StatusCode, Json<PublicJwk>), ApiError> {
-    let key = state
-        .platform
-        .rotate_encryption_key(issuer_id(raw_id)?)
-        .await?;
+    let key = state.platform.rotate_encryption_key(issuer_id(raw_id)?).await?;
     Ok((StatusCode::OK, Json(PublicJwk::encryption(&key))))
 }
 

@@ -95,36 +95,18 @@ impl OnboardingRequest {
             .assertion_keys
             .into_iter()
             .enumerate()
-            .map(|(i, key)| {
-                key.into_domain()
-                    .map_err(|e| e.within(&format!("assertionKeys[{i}]")))
-            })
+            .map(|(i, key)| key.into_domain().map_err(|e| e.within(&format!("assertionKeys[{i}]"))))
             .collect::<Result<Vec<_>, _>>()?;
         let card_products = self
             .card_products
             .into_iter()
             .enumerate()
-            .map(|(i, product)| {
-                product
-                    .into_domain()
-                    .map_err(|e| e.within(&format!("cardProducts[{i}]")))
-            })
+            .map(|(i, product)| product.into_domain().map_err(|e| e.within(&format!("cardProducts[{i}]"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let callback = self
-            .callback
-            .map(|c| c.into_domain().map_err(|e| e.within("callback")))
-            .transpose()?;
-        let wallet_server = self
-            .wallet_server
-            .map(|w| w.into_domain().map_err(|e| e.within("walletServer")))
-            .transpose()?;
-        Ok(Onboarding::new(
-            name,
-            assertion_keys,
-            card_products,
-            callback,
-            wallet_server,
-        )?)
+        let callback = self.callback.map(|c| c.into_domain().map_err(|e| e.within("callback"))).transpose()?;
+        let wallet_server =
+            self.wallet_server.map(|w| w.into_domain().map_err(|e| e.within("walletServer"))).transpose()?;
+        Ok(Onboarding::new(name, assertion_keys, card_products, callback, wallet_server)?)
     }
 }
 
@@ -136,10 +118,7 @@ impl AssertionKeyInput {
             (None, Some(pem)) => parse_pem(&pem)?,
             (None, None) => return Err(FieldError::missing("jwk")),
             (Some(_), Some(_)) => {
-                return Err(FieldError::invalid(
-                    "pem",
-                    "give either jwk or pem, not both",
-                ));
+                return Err(FieldError::invalid("pem", "give either jwk or pem, not both"));
             }
         };
         Ok(AssertionKey { kid, public_key })
@@ -149,10 +128,7 @@ impl AssertionKeyInput {
 /// An EC P-256 public JWK → its point. The curve membership is checked later by the key vault.
 fn parse_jwk(jwk: &Map<String, Value>, kid: &KeyId) -> Result<P256PublicKey, FieldError> {
     let text = |member: &str| {
-        jwk.get(member).map(|v| {
-            v.as_str()
-                .ok_or_else(|| FieldError::invalid(member, "must be a string"))
-        })
+        jwk.get(member).map(|v| v.as_str().ok_or_else(|| FieldError::invalid(member, "must be a string")))
     };
     let require = |member: &str, expected: &str| match text(member).transpose()? {
         None => Err(FieldError::missing(member)),
@@ -162,20 +138,14 @@ fn parse_jwk(jwk: &Map<String, Value>, kid: &KeyId) -> Result<P256PublicKey, Fie
     require("kty", "EC")?;
     require("crv", "P-256")?;
     if jwk.contains_key("d") {
-        return Err(FieldError::invalid(
-            "d",
-            "is a private key member: give the public key only",
-        ));
+        return Err(FieldError::invalid("d", "is a private key member: give the public key only"));
     }
     for (member, expected) in [("alg", "ES256"), ("use", "sig")] {
         if text(member).is_some() {
             require(member, expected)?;
         }
     }
-    if text("kid")
-        .transpose()?
-        .is_some_and(|inner| inner != kid.as_str())
-    {
+    if text("kid").transpose()?.is_some_and(|inner| inner != kid.as_str()) {
         return Err(FieldError::invalid("kid", "must equal the key's kid"));
     }
     let coordinate = |member: &str| -> Result<Vec<u8>, FieldError> {
@@ -195,23 +165,15 @@ fn parse_jwk(jwk: &Map<String, Value>, kid: &KeyId) -> Result<P256PublicKey, Fie
 /// The DER prefix of a SubjectPublicKeyInfo holding an uncompressed P-256 point: SEQUENCE {
 /// SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (66 bytes: 0 unused bits, then the point) }.
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
 fn parse_pem(text: &str) -> Result<P256PublicKey, FieldError> {
-    let refuse = || {
-        FieldError::invalid(
-            "pem",
-            "must be a PEM PUBLIC KEY holding an uncompressed P-256 key",
-        )
-    };
+    let refuse = || FieldError::invalid("pem", "must be a PEM PUBLIC KEY holding an uncompressed P-256 key");
     let block = pem::parse(text).map_err(|_| refuse())?;
     let der = block.contents();
-    if block.tag() != "PUBLIC KEY"
-        || der.len() != P256_SPKI_PREFIX.len() + 65
-        || der[..26] != P256_SPKI_PREFIX
-    {
+    if block.tag() != "PUBLIC KEY" || der.len() != P256_SPKI_PREFIX.len() + 65 || der[..26] != P256_SPKI_PREFIX {
         return Err(refuse());
     }
     P256PublicKey::from_sec1(&der[26..]).ok_or_else(refuse)
@@ -221,24 +183,17 @@ impl CardProductInput {
     fn into_domain(self) -> Result<CardProduct, FieldError> {
         let id = CardProductId::parse(self.card_product_id)?;
         let scheme: Scheme = self.scheme.parse().map_err(|()| {
-            FieldError::invalid(
-                "scheme",
-                "must be one of VISA, MASTERCARD, AMEX, DISCOVER, JCB, UNIONPAY",
-            )
+            FieldError::invalid("scheme", "must be one of VISA, MASTERCARD, AMEX, DISCOVER, JCB, UNIONPAY")
         })?;
-        let authorisation_mode: AuthorisationMode =
-            self.authorisation_mode.parse().map_err(|()| {
-                FieldError::invalid("authorisationMode", "must be one of NONE, LIGHT, FULL")
-            })?;
+        let authorisation_mode: AuthorisationMode = self
+            .authorisation_mode
+            .parse()
+            .map_err(|()| FieldError::invalid("authorisationMode", "must be one of NONE, LIGHT, FULL"))?;
         let bin_range = self
             .bin_range
             .map(|r| BinRange::parse(&r.from, &r.to, scheme).map_err(|e| e.within("binRange")))
             .transpose()?;
-        let validity = self
-            .validity_years
-            .map(ValidityYears::parse)
-            .transpose()?
-            .unwrap_or(ValidityYears::DEFAULT);
+        let validity = self.validity_years.map(ValidityYears::parse).transpose()?.unwrap_or(ValidityYears::DEFAULT);
         Ok(CardProduct {
             id,
             scheme,
@@ -256,10 +211,7 @@ impl CallbackInput {
         let base_url = HttpUrl::parse("baseUrl", &self.base_url)?;
         let token_url = match self.token_url {
             Some(url) => HttpUrl::parse("tokenUrl", &url)?,
-            None => HttpUrl::parse(
-                "tokenUrl",
-                &base_url.join(CallbackSettings::DEFAULT_TOKEN_PATH),
-            )?,
+            None => HttpUrl::parse("tokenUrl", &base_url.join(CallbackSettings::DEFAULT_TOKEN_PATH))?,
         };
         let client = match (self.client_id, self.client_secret) {
             (Some(id), Some(secret)) => Some(CallbackSettings::client(&id, &secret)?),
@@ -271,11 +223,7 @@ impl CallbackInput {
             base_url,
             token_url,
             client,
-            scope: self
-                .scope
-                .as_deref()
-                .map(CallbackSettings::scope)
-                .transpose()?,
+            scope: self.scope.as_deref().map(CallbackSettings::scope).transpose()?,
             max_batch_size: CallbackSettings::max_batch_size(self.max_batch_size.unwrap_or(1))?,
             stores_consumer_data: self.stores_consumer_data.unwrap_or(true),
         })
@@ -300,8 +248,7 @@ impl WalletServerInput {
 // ---- answers ----
 
 fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339)
-        .expect("a UTC timestamp formats as RFC 3339")
+    at.format(&Rfc3339).expect("a UTC timestamp formats as RFC 3339")
 }
 
 /// A public EC JWK.
@@ -351,9 +298,7 @@ pub struct JwkSet {
 
 impl JwkSet {
     pub fn encryption(keys: &[EncryptionKey]) -> Self {
-        Self {
-            keys: keys.iter().rev().map(PublicJwk::encryption).collect(),
-        }
+        Self { keys: keys.iter().rev().map(PublicJwk::encryption).collect() }
     }
 }
 
@@ -424,22 +369,14 @@ pub struct IssuerView {
 
 impl From<&OnboardedIssuer> for IssuerView {
     fn from(onboarded: &OnboardedIssuer) -> Self {
-        let Issuer {
-            id,
-            onboarding,
-            created_at,
-            updated_at,
-        } = &onboarded.issuer;
+        let Issuer { id, onboarding, created_at, updated_at } = &onboarded.issuer;
         IssuerView {
             issuer_id: id.to_string(),
             name: onboarding.name.as_str().to_owned(),
             assertion_keys: onboarding
                 .assertion_keys
                 .iter()
-                .map(|k| AssertionKeyView {
-                    kid: k.kid.to_string(),
-                    jwk: PublicJwk::p256(&k.public_key),
-                })
+                .map(|k| AssertionKeyView { kid: k.kid.to_string(), jwk: PublicJwk::p256(&k.public_key) })
                 .collect(),
             card_products: onboarding
                 .card_products
@@ -448,10 +385,7 @@ impl From<&OnboardedIssuer> for IssuerView {
                     card_product_id: p.id.to_string(),
                     scheme: p.scheme.as_str(),
                     authorisation_mode: p.authorisation_mode.as_str(),
-                    bin_range: p.bin_range.as_ref().map(|r| BinRangeView {
-                        from: r.from().into(),
-                        to: r.to().into(),
-                    }),
+                    bin_range: p.bin_range.as_ref().map(|r| BinRangeView { from: r.from().into(), to: r.to().into() }),
                     physical: p.physical,
                     validity_years: p.validity.get(),
                     used_for_transactions: p.used_for_transactions,
@@ -467,11 +401,7 @@ impl From<&OnboardedIssuer> for IssuerView {
             }),
             wallet_server: onboarding.wallet_server.as_ref().map(|w| WalletServerView {
                 base_url: w.base_url.to_string(),
-                pods: w
-                    .pods
-                    .iter()
-                    .map(|(pod, url)| (pod.clone(), url.to_string()))
-                    .collect(),
+                pods: w.pods.iter().map(|(pod, url)| (pod.clone(), url.to_string())).collect(),
             }),
             encryption_keys: JwkSet::encryption(&onboarded.encryption_keys).keys,
             created_at: rfc3339(*created_at),

@@ -61,19 +61,13 @@ impl Served {
                 }
             }
         });
-        Ok(Served {
-            child,
-            base: format!("http://{addr}"),
-            logs,
-        })
+        Ok(Served { child, base: format!("http://{addr}"), logs })
     }
 
     /// SIGTERM, then the exit status.
     async fn terminate(mut self) -> (std::process::ExitStatus, Vec<Value>) {
         let pid = self.child.id().expect("running") as i32;
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
         let status = self.child.wait().await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let logs = self.logs.lock().unwrap().clone();
@@ -86,24 +80,14 @@ async fn the_first_command_runs_on_a_new_sqlite_file_and_keeps_state_across_rest
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start(cardplane(dir.path())).await.expect("serves");
     let client = reqwest::Client::new();
-    let ready = client
-        .get(format!("{}/readyz", served.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = client.get(format!("{}/readyz", served.base)).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    assert!(
-        dir.path().join("cardplane.db").exists(),
-        "the default database file"
-    );
+    assert!(dir.path().join("cardplane.db").exists(), "the default database file");
     let key_file = dir.path().join("cardplane.master.key");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
     }
     let key_text = std::fs::read_to_string(&key_file).unwrap();
 
@@ -118,56 +102,21 @@ async fn the_first_command_runs_on_a_new_sqlite_file_and_keeps_state_across_rest
     let (status, logs) = served.terminate().await;
     assert!(status.success(), "SIGTERM ends cleanly: {status:?}");
 
-    let created_key = logs
-        .iter()
-        .filter(|l| {
-            l["fields"]["message"]
-                .as_str()
-                .unwrap_or("")
-                .contains("master key")
-        })
-        .count();
+    let created_key =
+        logs.iter().filter(|l| l["fields"]["message"].as_str().unwrap_or("").contains("master key")).count();
     assert_eq!(created_key, 1, "says once that it made a master key");
-    let of_request: Vec<&Value> = logs
-        .iter()
-        .filter(|l| l["span"]["path"] == "/admin/v1/issuers/BANK000001")
-        .collect();
-    assert!(
-        of_request.len() >= 2,
-        "the request logged its lines: {logs:?}"
-    );
-    assert!(
-        of_request
-            .iter()
-            .all(|l| l["span"]["correlation_id"] == "onboarding-trace-1")
-    );
-    assert!(
-        logs.iter()
-            .any(|l| l["fields"]["message"] == "cardplane stopped")
-    );
+    let of_request: Vec<&Value> = logs.iter().filter(|l| l["span"]["path"] == "/admin/v1/issuers/BANK000001").collect();
+    assert!(of_request.len() >= 2, "the request logged its lines: {logs:?}");
+    assert!(of_request.iter().all(|l| l["span"]["correlation_id"] == "onboarding-trace-1"));
+    assert!(logs.iter().any(|l| l["fields"]["message"] == "cardplane stopped"));
 
-    let served = Served::start(cardplane(dir.path()))
-        .await
-        .expect("serves again");
-    let issuer = client
-        .get(format!("{}/admin/v1/issuers/BANK000001", served.base))
-        .send()
-        .await
-        .unwrap();
+    let served = Served::start(cardplane(dir.path())).await.expect("serves again");
+    let issuer = client.get(format!("{}/admin/v1/issuers/BANK000001", served.base)).send().await.unwrap();
     assert_eq!(issuer.status(), 200, "the issuer survived the restart");
     let (status, logs) = served.terminate().await;
     assert!(status.success());
-    assert_eq!(
-        std::fs::read_to_string(&key_file).unwrap(),
-        key_text,
-        "the key file is reused, not replaced"
-    );
-    assert!(!logs.iter().any(|l| {
-        l["fields"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("created one")
-    }));
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key_text, "the key file is reused, not replaced");
+    assert!(!logs.iter().any(|l| { l["fields"]["message"].as_str().unwrap_or("").contains("created one") }));
 }
 
 #[tokio::test]
@@ -176,10 +125,7 @@ async fn a_database_without_its_master_key_does_not_start() {
     let served = Served::start(cardplane(dir.path())).await.expect("serves");
     served.terminate().await;
     std::fs::remove_file(dir.path().join("cardplane.master.key")).unwrap();
-    let error = Served::start(cardplane(dir.path()))
-        .await
-        .err()
-        .expect("refuses to start");
+    let error = Served::start(cardplane(dir.path())).await.err().expect("refuses to start");
     assert!(error.contains("master key"), "{error}");
 }
 
@@ -189,43 +135,25 @@ async fn postgres_needs_a_master_key() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = cardplane(dir.path());
     command.env("CARDPLANE_DATABASE_URL", &db.url);
-    let error = Served::start(command)
-        .await
-        .err()
-        .expect("refuses to start");
-    assert!(
-        error.contains("a master key is required with PostgreSQL"),
-        "{error}"
-    );
+    let error = Served::start(command).await.err().expect("refuses to start");
+    assert!(error.contains("a master key is required with PostgreSQL"), "{error}");
     let mut command = cardplane(dir.path());
-    command
-        .env("CARDPLANE_DATABASE_URL", &db.url)
-        .env("CARDPLANE_MASTER_KEY", "ab".repeat(32));
+    command.env("CARDPLANE_DATABASE_URL", &db.url).env("CARDPLANE_MASTER_KEY", "ab".repeat(32));
     let served = Served::start(command).await.expect("serves on PostgreSQL");
-    let ready = reqwest::get(format!("{}/readyz", served.base))
-        .await
-        .unwrap();
+    let ready = reqwest::get(format!("{}/readyz", served.base)).await.unwrap();
     assert_eq!(ready.status(), 200);
     assert!(served.terminate().await.0.success());
 }
 
 async fn output(command: &mut Command) -> (bool, String, String) {
     let out = command.output().await.unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
 #[tokio::test]
 async fn flags_win_over_the_environment_which_wins_over_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("cardplane.toml"),
-        "database_url = \"sqlite://from-file.db\"\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("cardplane.toml"), "database_url = \"sqlite://from-file.db\"\n").unwrap();
     let migrate = |env: bool, flag: bool| {
         let mut command = cardplane(dir.path());
         command.args(["--config", "cardplane.toml", "migrate"]);
@@ -246,8 +174,7 @@ async fn flags_win_over_the_environment_which_wins_over_the_file() {
     assert!(dir.path().join("from-flag.db").exists());
 
     std::fs::write(dir.path().join("bad.toml"), "no_such_key = 1\n").unwrap();
-    let (ok, _, stderr) =
-        output(cardplane(dir.path()).args(["--config", "bad.toml", "migrate"])).await;
+    let (ok, _, stderr) = output(cardplane(dir.path()).args(["--config", "bad.toml", "migrate"])).await;
     assert!(!ok && stderr.contains("bad.toml"), "{stderr}");
 }
 
@@ -255,27 +182,13 @@ async fn issuer_commands_on(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::generate();
-    std::fs::write(
-        dir.path().join("bank.json"),
-        onboarding("CLI Bank", &key).to_string(),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("bank.json"), onboarding("CLI Bank", &key).to_string()).unwrap();
     let run = |args: &[&str]| {
         let mut command = cardplane(dir.path());
-        command
-            .env("CARDPLANE_DATABASE_URL", &db.url)
-            .env("CARDPLANE_MASTER_KEY", "cd".repeat(32))
-            .args(args);
+        command.env("CARDPLANE_DATABASE_URL", &db.url).env("CARDPLANE_MASTER_KEY", "cd".repeat(32)).args(args);
         command
     };
-    let (ok, stdout, stderr) = output(&mut run(&[
-        "issuer",
-        "add",
-        "CLIBANK001",
-        "--from",
-        "bank.json",
-    ]))
-    .await;
+    let (ok, stdout, stderr) = output(&mut run(&["issuer", "add", "CLIBANK001", "--from", "bank.json"])).await;
     assert!(ok, "{stderr}");
     let added: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(added["name"], "CLI Bank");
@@ -293,33 +206,13 @@ async fn issuer_commands_on(backend: Backend) {
     assert!(ok);
     let list: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(list[0]["encryptionKeys"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        list[0]["encryptionKeys"][0], rotated,
-        "the rotated key is active"
-    );
+    assert_eq!(list[0]["encryptionKeys"][0], rotated, "the rotated key is active");
 
     let (ok, _, stderr) = output(&mut run(&["issuer", "show", "NOBANK0001"])).await;
-    assert!(
-        !ok && stderr.contains("NOBANK0001 is not onboarded"),
-        "{stderr}"
-    );
-    std::fs::write(
-        dir.path().join("bad.json"),
-        r#"{"name":"x","assertionKeys":[{"kid":"k"}]}"#,
-    )
-    .unwrap();
-    let (ok, _, stderr) = output(&mut run(&[
-        "issuer",
-        "add",
-        "CLIBANK002",
-        "--from",
-        "bad.json",
-    ]))
-    .await;
-    assert!(
-        !ok && stderr.contains("assertionKeys[0].jwk is required"),
-        "{stderr}"
-    );
+    assert!(!ok && stderr.contains("NOBANK0001 is not onboarded"), "{stderr}");
+    std::fs::write(dir.path().join("bad.json"), r#"{"name":"x","assertionKeys":[{"kid":"k"}]}"#).unwrap();
+    let (ok, _, stderr) = output(&mut run(&["issuer", "add", "CLIBANK002", "--from", "bad.json"])).await;
+    assert!(!ok && stderr.contains("assertionKeys[0].jwk is required"), "{stderr}");
 }
 
 #[tokio::test]

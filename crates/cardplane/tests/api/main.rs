@@ -1,6 +1,7 @@
 //! Black-box tests of cardplane's HTTP surface and binary: each starts the real server on port 0
 //! with a database of its own, on SQLite and on PostgreSQL.
 
+mod auth;
 mod binary;
 mod onboarding;
 mod support;

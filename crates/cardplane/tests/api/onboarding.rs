@@ -21,15 +21,9 @@ fn assert_encryption_jwk(jwk: &Value) {
     point.extend(coordinate("y"));
     assert_eq!(point.len(), 65);
     // Usable for what it is for: an ECDH agreement with it succeeds.
-    use aws_lc_rs::agreement::{
-        ECDH_P256, EphemeralPrivateKey, UnparsedPublicKey, agree_ephemeral,
-    };
-    let ours =
-        EphemeralPrivateKey::generate(&ECDH_P256, &aws_lc_rs::rand::SystemRandom::new()).unwrap();
-    agree_ephemeral(ours, UnparsedPublicKey::new(&ECDH_P256, &point), (), |_| {
-        Ok(())
-    })
-    .expect("a point on P-256");
+    use aws_lc_rs::agreement::{ECDH_P256, EphemeralPrivateKey, UnparsedPublicKey, agree_ephemeral};
+    let ours = EphemeralPrivateKey::generate(&ECDH_P256, &aws_lc_rs::rand::SystemRandom::new()).unwrap();
+    agree_ephemeral(ours, UnparsedPublicKey::new(&ECDH_P256, &point), (), |_| Ok(())).expect("a point on P-256");
     let canonical = format!(
         r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
         jwk["x"].as_str().unwrap(),
@@ -42,15 +36,8 @@ fn assert_encryption_jwk(jwk: &Value) {
 fn assert_error(body: &Value, code: &str, field: &str) {
     assert_eq!(body["errorCode"], code, "{body}");
     let text = body["error"].as_str().expect("an error text");
-    assert!(
-        text.starts_with(field),
-        "expected the error to name {field}: {body}"
-    );
-    assert_eq!(
-        body.as_object().unwrap().len(),
-        2,
-        "only errorCode and error: {body}"
-    );
+    assert!(text.starts_with(field), "expected the error to name {field}: {body}");
+    assert_eq!(body.as_object().unwrap().len(), 2, "only errorCode and error: {body}");
 }
 
 backend_tests! {

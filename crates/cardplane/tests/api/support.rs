@@ -4,13 +4,17 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cardplane::config::{LogFormat, MasterKeySource, Settings};
 use cardplane::server::RunningServer;
+use cardplane_app::ports::OffsetClock;
 use cardplane_testkit::{Backend, TestDatabase};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 pub struct TestApp {
     /// Held so the database lives as long as the app (dropped, it is deleted).
     _db: TestDatabase,
+    /// The server's clock; tests move it instead of sleeping.
+    pub clock: Arc<OffsetClock>,
     pub base: String,
     pub client: reqwest::Client,
     settings: Settings,
@@ -26,22 +30,13 @@ pub struct TestAppBuilder {
 
 impl TestApp {
     pub fn builder(backend: Backend) -> TestAppBuilder {
-        TestAppBuilder {
-            backend,
-            admin_token: None,
-            toml_issuers: None,
-        }
+        TestAppBuilder { backend, admin_token: None, toml_issuers: None }
     }
 
     /// Stops the server (gracefully) and starts it again on the same database and key.
     pub async fn restart(&mut self) {
-        self.server
-            .take()
-            .expect("running")
-            .stop()
-            .await
-            .expect("a clean stop");
-        let server = cardplane::server::start(self.settings.clone())
+        self.server.take().expect("running").stop().await.expect("a clean stop");
+        let server = cardplane::server::start_with(self.settings.clone(), self.clock.clone(), std::future::pending())
             .await
             .expect("the server restarts");
         self.base = format!("http://{}", server.addr);
@@ -63,12 +58,7 @@ impl TestApp {
     }
 
     /// Sends and returns the status and the JSON body (`Value::Null` when empty).
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut request = self.request(method, path);
         if let Some(body) = body {
             request = request.json(&body);
@@ -76,21 +66,12 @@ impl TestApp {
         let response = request.send().await.expect("the server answers");
         let status = response.status();
         let bytes = response.bytes().await.expect("a body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).expect("JSON")
-        };
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON") };
         (status, body)
     }
 
     pub async fn onboard(&self, issuer_id: &str, body: Value) -> (StatusCode, Value) {
-        self.call(
-            Method::PUT,
-            &format!("/admin/v1/issuers/{issuer_id}"),
-            Some(body),
-        )
-        .await
+        self.call(Method::PUT, &format!("/admin/v1/issuers/{issuer_id}"), Some(body)).await
     }
 }
 
@@ -120,14 +101,17 @@ impl TestAppBuilder {
             database_url: db.url.clone(),
             master_key: MasterKeySource::Value("5a".repeat(32)),
             admin_token: self.admin_token.clone(),
+            token_audience: cardplane::config::DEFAULT_TOKEN_AUDIENCE.to_owned(),
             log_format: LogFormat::Json,
             issuers,
         };
-        let server = cardplane::server::start(settings.clone())
+        let clock = Arc::new(OffsetClock::new());
+        let server = cardplane::server::start_with(settings.clone(), clock.clone(), std::future::pending())
             .await
             .expect("the server starts");
         TestApp {
             _db: db,
+            clock,
             base: format!("http://{}", server.addr),
             client: reqwest::Client::new(),
             settings,
@@ -145,9 +129,7 @@ pub struct SigningKey {
 impl SigningKey {
     pub fn generate() -> Self {
         use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
-        Self {
-            pair: EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap(),
-        }
+        Self { pair: EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap() }
     }
 
     fn point(&self) -> Vec<u8> {
@@ -162,16 +144,12 @@ impl SigningKey {
 
     pub fn public_pem(&self) -> String {
         let mut der = vec![
-            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
-            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+            0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
         ];
         der.extend(self.point());
         let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-        format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n{}\n-----END PUBLIC KEY-----\n",
-            &b64[..64],
-            &b64[64..]
-        )
+        format!("-----BEGIN PUBLIC KEY-----\n{}\n{}\n-----END PUBLIC KEY-----\n", &b64[..64], &b64[64..])
     }
 }
 
