@@ -7,7 +7,9 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cardplane_app::AppError;
+use cardplane_app::error::Refusal;
 use cardplane_domain::FieldError;
+use cardplane_domain::card::CardRefusal;
 use cardplane_domain::field::FieldProblem;
 use serde::Serialize;
 
@@ -76,6 +78,7 @@ impl From<AppError> for ApiError {
     fn from(error: AppError) -> Self {
         match error {
             AppError::Invalid(field) => field.into(),
+            AppError::Refused(refusal) => refusal.into(),
             AppError::IssuerNotFound(id) => {
                 ApiError::not_found("ISSUER_NOT_FOUND", format!("issuer {id} is not onboarded"))
             }
@@ -87,6 +90,28 @@ impl From<AppError> for ApiError {
                 ApiError::internal()
             }
         }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        let text = refusal.to_string();
+        let (status, code) = match &refusal {
+            Refusal::CardNotFound(_) => (StatusCode::NOT_FOUND, "CARD_NOT_FOUND"),
+            Refusal::ConsumerNotFound(_) => (StatusCode::NOT_FOUND, "CONSUMER_NOT_FOUND"),
+            Refusal::CardProductNotFound(_) => (StatusCode::NOT_FOUND, "CARD_PRODUCT_NOT_FOUND"),
+            Refusal::OperationNotAllowed(_) => (StatusCode::FORBIDDEN, "OPERATION_NOT_ALLOWED"),
+            Refusal::ConsumerDeleted(_) => (StatusCode::FORBIDDEN, "CONSUMER_DELETED"),
+            Refusal::PanNotAllowed => (StatusCode::FORBIDDEN, "PAN_NOT_ALLOWED"),
+            Refusal::CardIdInUse(_) => (StatusCode::CONFLICT, "CARD_ID_IN_USE"),
+            Refusal::PanAlreadyRegistered => (StatusCode::CONFLICT, "PAN_ALREADY_REGISTERED"),
+            Refusal::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED"),
+            Refusal::Card(CardRefusal::ReasonNotAllowed { .. }) => {
+                return ApiError::invalid_field("reasonCode", &text);
+            }
+            Refusal::Card(_) => (StatusCode::FORBIDDEN, "OPERATION_NOT_ALLOWED"),
+        };
+        ApiError::new(status, code, text)
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`extract`]: [`StrictJson`](extract::StrictJson): bounded, strict JSON bodies.
 //! - [`observe`]: correlation ids and one log line per request, inside a span carrying the id.
 //! - [`authz`]: `/authz/v1/oauth2/token`, and the bearer guard of every `/banking/**` route.
+//! - [`banking`]: `/banking/v2` consumers and cards; the caller extractor; wire types.
 //! - [`admin`]: `/admin/v1`, onboarding and keys; its wire types in [`admin::wire`].
 //! - [`health`]: `/healthz` and `/readyz`.
 //!
@@ -16,6 +17,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod banking;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -40,10 +42,12 @@ pub struct ApiState {
 /// The whole HTTP surface.
 pub fn router(state: ApiState) -> Router {
     let admin = admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), admin::guard));
+    let banking = banking::routes().route_layer(middleware::from_fn_with_state(state.clone(), authz::require_bearer));
     Router::new()
         .merge(health::routes())
         .merge(authz::routes())
         .merge(admin)
+        .merge(banking)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -11,8 +11,14 @@
 //! - [`error`]: [`AppError`], how a use case fails, and [`ports::StoreError`].
 //! - [`issuers`]: onboarding, reading issuers, encryption keys and their rotation.
 //! - [`auth`]: granting access tokens for JWT-bearer assertions, and authenticating bearer tokens.
+//! - [`context`]: who is asking ([`context::RequestContext`]) and idempotency keys.
+//! - [`consumers`]: consumers v2: register, update, delete (cascading), get, card list.
+//! - [`cards`]: cards v2: register, create, get, history, and the life-cycle operations.
 
 pub mod auth;
+pub mod cards;
+pub mod consumers;
+pub mod context;
 pub mod error;
 pub mod issuers;
 pub mod ports;

@@ -14,10 +14,13 @@ use crate::AppError;
 use async_trait::async_trait;
 use cardplane_domain::FieldError;
 use cardplane_domain::auth::{AssertionClaims, AssertionRefusal};
+use cardplane_domain::card::Card;
+use cardplane_domain::consumer::Consumer;
 use cardplane_domain::credentials::{CardCredentials, Pan};
-use cardplane_domain::ids::{IssuerId, KeyId};
+use cardplane_domain::ids::{CardId, ConsumerId, IssuerId, KeyId};
 use cardplane_domain::issuer::Issuer;
 use cardplane_domain::keys::{EncryptionKey, P256PublicKey};
+use cardplane_domain::operation::{HistoryEntry, Operation};
 use futures_util::future::BoxFuture;
 use std::any::Any;
 use time::OffsetDateTime;
@@ -44,7 +47,7 @@ pub struct StoredEncryptionKey {
 ///
 /// Reads inside a write unit see the unit's own writes and those of the units committed before it.
 #[async_trait]
-pub trait Tx: Send {
+pub trait Tx: CardTx + Send {
     async fn issuer(&mut self, id: &IssuerId) -> Result<Option<Issuer>, StoreError>;
     async fn issuers(&mut self) -> Result<Vec<Issuer>, StoreError>;
     /// Inserts or replaces an issuer with its assertion keys, card products and settings.
@@ -65,6 +68,88 @@ pub trait Tx: Send {
         until: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
+}
+
+/// A card as stored, with its PAN's fingerprint (for the uniqueness rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCard {
+    pub card: Card,
+    pub pan_fingerprint: Vec<u8>,
+}
+
+/// What an idempotent request left behind: a digest of the request, and the use case's outcome
+/// (enough to rebuild the answer) [platform.md §Idempotency].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub request_hash: Vec<u8>,
+    pub outcome: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// The repository operations on consumers and cards, inside one transaction.
+#[async_trait]
+pub trait CardTx: Send {
+    async fn consumer(&mut self, issuer: &IssuerId, id: &ConsumerId) -> Result<Option<Consumer>, StoreError>;
+    async fn put_consumer(&mut self, issuer: &IssuerId, consumer: &Consumer) -> Result<(), StoreError>;
+
+    async fn card(&mut self, issuer: &IssuerId, id: &CardId) -> Result<Option<StoredCard>, StoreError>;
+    /// The consumer's cards, oldest first.
+    async fn cards_of_consumer(&mut self, issuer: &IssuerId, consumer: &ConsumerId) -> Result<Vec<Card>, StoreError>;
+    /// Every card of the issuer carrying this PAN, in any state.
+    async fn cards_with_pan(&mut self, issuer: &IssuerId, pan_fingerprint: &[u8]) -> Result<Vec<Card>, StoreError>;
+    /// Inserts or replaces the card with its credentials (and, for created cards, its accounts).
+    async fn put_card(
+        &mut self,
+        issuer: &IssuerId,
+        card: &Card,
+        credentials: &VaultedCredentials,
+        accounts: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Updates the card's state and settings; its credentials stay as they are.
+    async fn update_card(&mut self, issuer: &IssuerId, card: &Card) -> Result<(), StoreError>;
+
+    async fn is_pan_barred(&mut self, issuer: &IssuerId, pan_fingerprint: &[u8]) -> Result<bool, StoreError>;
+    async fn bar_pan(
+        &mut self,
+        issuer: &IssuerId,
+        pan_fingerprint: &[u8],
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    async fn append_history(
+        &mut self,
+        issuer: &IssuerId,
+        card: &CardId,
+        entry: &HistoryEntry,
+    ) -> Result<(), StoreError>;
+    /// The card's history, newest first.
+    async fn history(&mut self, issuer: &IssuerId, card: &CardId) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// Adds an operation to the outbox, to be notified to the issuer.
+    async fn enqueue_operation(&mut self, issuer: &IssuerId, operation: &Operation) -> Result<(), StoreError>;
+    /// The issuer's operations in the order they happened, of one card or of all.
+    async fn operations(&mut self, issuer: &IssuerId, card: Option<&CardId>) -> Result<Vec<Operation>, StoreError>;
+
+    /// Claims an idempotency key for this transaction: forgets the key's record if it was made
+    /// before `expired_before`, then inserts `claim` unless a record exists, which is returned
+    /// instead. On PostgreSQL a concurrent claim of the same key waits for this transaction, then
+    /// sees its record: a duplicate in flight is answered as a replay, never executed twice.
+    async fn claim_idempotency_key(
+        &mut self,
+        issuer: &IssuerId,
+        route: &str,
+        key: &str,
+        claim: &IdempotencyRecord,
+        expired_before: OffsetDateTime,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// Records the outcome of the request that claimed the key.
+    async fn complete_idempotency_key(
+        &mut self,
+        issuer: &IssuerId,
+        route: &str,
+        key: &str,
+        outcome: &str,
+    ) -> Result<(), StoreError>;
 }
 
 /// What a unit of work returns, type-erased so that [`Store`] stays object-safe.
@@ -183,6 +268,12 @@ impl Clock for OffsetClock {
 #[derive(Debug, thiserror::Error)]
 #[error("a sealed secret could not be opened (wrong master key or tampered data)")]
 pub struct UnsealError;
+
+/// Both vaults, as the store needs them (client secrets sealed; card expiry read from sealed
+/// credentials). `jose::Vault` is both.
+pub trait Vaults: KeyVault + CardDataVault {}
+
+impl<T: KeyVault + CardDataVault> Vaults for T {}
 
 /// Key material, held under the master key. Implemented by the `jose` adapter.
 pub trait KeyVault: Send + Sync + 'static {

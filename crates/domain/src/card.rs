@@ -156,6 +156,13 @@ impl OperationKind {
         }
     }
 
+    pub fn parse(s: &str) -> Option<OperationKind> {
+        [OperationKind::Register, OperationKind::Create]
+            .into_iter()
+            .chain(OperationKind::LIFE_CYCLE)
+            .find(|k| k.as_str() == s)
+    }
+
     /// The path segment of a life-cycle operation (`operations:suspend`).
     pub fn from_path(op: &str) -> Option<OperationKind> {
         OperationKind::LIFE_CYCLE.into_iter().find(|kind| kind.as_str().eq_ignore_ascii_case(op))
@@ -188,6 +195,19 @@ pub enum OngoingOperation {
 pub enum CardOrigin {
     Registered,
     Created,
+}
+
+impl CardOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardOrigin::Registered => "REGISTERED",
+            CardOrigin::Created => "CREATED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CardOrigin> {
+        [CardOrigin::Registered, CardOrigin::Created].into_iter().find(|o| o.as_str() == s)
+    }
 }
 
 /// A card as the domain sees it. The credentials themselves live sealed in the store; the card

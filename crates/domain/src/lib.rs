@@ -11,6 +11,7 @@
 //! - [`ids`]: the identifier newtypes of D1 (`issuerId`, `consumerId`, `cardId`, `cardProductId`, `kid`).
 //! - [`scheme`]: card schemes, and which scheme a PAN prefix belongs to.
 //! - [`product`]: card products: scheme, authorisation mode, BIN range, validity.
+//! - [`operation`]: operations (what the issuer is notified of) and card history entries.
 //! - [`issuer`]: an onboarded issuer and its settings (assertion keys, callback, wallet server).
 //! - [`keys`]: public-key material as the domain sees it (P-256 points, key status).
 
@@ -22,6 +23,7 @@ pub mod field;
 pub mod ids;
 pub mod issuer;
 pub mod keys;
+pub mod operation;
 pub mod product;
 pub mod scheme;
 

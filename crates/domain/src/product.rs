@@ -74,6 +74,26 @@ impl BinRange {
         &self.to
     }
 
+    /// A PAN of this range for `scheme`, Luhn-valid, from the random bits given: a prefix inside
+    /// the range, random digits, and the check digit. 16 digits (15 for AMEX), longer when the range
+    /// itself is that long. The caller makes sure it was never issued before.
+    pub fn issue_pan(&self, scheme: Scheme, random: u128) -> String {
+        let from: u128 = self.from.parse().expect("digits");
+        let to: u128 = self.to.parse().expect("digits");
+        let span = to - from + 1;
+        let prefix = format!("{:0width$}", from + random % span, width = self.from.len());
+        let length = (if scheme == Scheme::Amex { 15 } else { 16 }).max(self.from.len() + 1).min(19);
+        let mut body = prefix;
+        let mut bits = random / span;
+        while body.len() < length - 1 {
+            body.push(char::from(b'0' + (bits % 10) as u8));
+            bits /= 10;
+        }
+        body.truncate(length - 1);
+        let check = crate::credentials::luhn_check_digit(&body);
+        format!("{body}{check}")
+    }
+
     /// Whether a PAN falls inside the range.
     pub fn contains(&self, pan: &str) -> bool {
         pan.len() >= self.from.len() && {
@@ -137,6 +157,22 @@ mod tests {
         assert_eq!(BinRange::parse("511111", "511199", Scheme::Visa).unwrap_err().field, "from");
         assert_eq!(BinRange::parse("411199", "411111", Scheme::Visa).unwrap_err().field, "to");
         assert_eq!(BinRange::parse("411111", "4111999", Scheme::Visa).unwrap_err().field, "to");
+    }
+
+    #[test]
+    fn issued_pans_are_in_range_luhn_valid_and_of_the_scheme() {
+        let visa = BinRange::parse("411111", "411199", Scheme::Visa).unwrap();
+        let amex = BinRange::parse("371449", "371449", Scheme::Amex).unwrap();
+        for seed in [0u128, 1, 7_777_777, u128::MAX / 3, u128::MAX] {
+            let pan = visa.issue_pan(Scheme::Visa, seed);
+            assert_eq!(pan.len(), 16);
+            assert!(visa.contains(&pan) && crate::credentials::luhn_valid(&pan), "{pan}");
+            assert_eq!(Scheme::of_pan(&pan), Some(Scheme::Visa));
+            let pan = amex.issue_pan(Scheme::Amex, seed);
+            assert_eq!(pan.len(), 15);
+            assert!(amex.contains(&pan) && crate::credentials::luhn_valid(&pan), "{pan}");
+        }
+        assert_ne!(visa.issue_pan(Scheme::Visa, 1), visa.issue_pan(Scheme::Visa, 2));
     }
 
     #[test]

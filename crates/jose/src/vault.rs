@@ -345,7 +345,8 @@ mod tests {
             "4111111111111111",
         ] {
             let jwe = crate::jwe::encrypt(plaintext.as_bytes(), &key.key.public_key, key.key.kid.as_str());
-            let error = vault.decrypt_card_data(&issuer, &[key.clone()], &jwe, "encryptedData").unwrap_err();
+            let error =
+                vault.decrypt_card_data(&issuer, std::slice::from_ref(&key), &jwe, "encryptedData").unwrap_err();
             assert_eq!(error.field, "encryptedData");
             let text = error.to_string();
             for secret in ["4111111111111111", "1230", "1330", "3012"] {

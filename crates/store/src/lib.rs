@@ -2,7 +2,7 @@
 //! with group commit) and on PostgreSQL (to run as the platform, scaled out), both through sqlx.
 //!
 //! # Layout
-//! - [`repo`]: every query and row mapping, written once for both backends.
+//! - `repo`, `repo_cards`: every query and row mapping, written once for both backends.
 //! - [`sqlite`]: [`SqliteStore`]: WAL, `synchronous=FULL`, one group-committing writer, reader pool.
 //! - [`postgres`]: [`PgStore`]: a connection pool, one transaction per unit of work.
 //! - `migrations/{sqlite,postgres}`: each backend's schema, embedded in the binary and run at start.
@@ -11,12 +11,13 @@
 
 pub mod postgres;
 mod repo;
+mod repo_cards;
 pub mod sqlite;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use cardplane_app::ports::{KeyVault, Store, StoreError};
+use cardplane_app::ports::{Store, StoreError, Vaults};
 use std::sync::Arc;
 
 /// Which database a URL names.
@@ -43,7 +44,7 @@ impl Backend {
 pub struct UnsupportedUrl;
 
 /// Opens the store at `url`, running its migrations.
-pub async fn open(url: &str, vault: Arc<dyn KeyVault>) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(url: &str, vault: Arc<dyn Vaults>) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match Backend::of(url).ok_or_else(|| StoreError::Backend(Box::new(UnsupportedUrl)))? {
         Backend::Sqlite => Arc::new(SqliteStore::open(url, vault).await?),
         Backend::Postgres => Arc::new(PgStore::open(url, vault).await?),

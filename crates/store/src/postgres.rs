@@ -5,21 +5,23 @@
 //! already groups concurrent commits into shared fsyncs.
 
 use crate::repo::{SqlTx, backend, impl_tx};
+use crate::repo_cards::impl_card_tx;
 use async_trait::async_trait;
 use cardplane_app::AppError;
-use cardplane_app::ports::{BoxedWork, Erased, KeyVault, Store, StoreError};
+use cardplane_app::ports::{BoxedWork, Erased, Store, StoreError, Vaults};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
 
 impl_tx!(PgConnection);
+impl_card_tx!(PgConnection);
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PgStore {
     pool: PgPool,
-    vault: Arc<dyn KeyVault>,
+    vault: Arc<dyn Vaults>,
 }
 
 async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
@@ -34,7 +36,7 @@ async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> 
 impl PgStore {
     /// Connects to `url` and runs the migrations (under PostgreSQL's advisory lock, so several
     /// instances may start at once).
-    pub async fn open(url: &str, vault: Arc<dyn KeyVault>) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, vault: Arc<dyn Vaults>) -> Result<Self, StoreError> {
         let pool = connect(url, 32).await?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(Self { pool, vault })

@@ -4,7 +4,7 @@
 //! timestamps), so [`impl_tx!`] stamps the same [`Tx`] implementation onto a SQLite and a
 //! PostgreSQL connection. Rows are mapped to domain types here and nowhere else.
 
-use cardplane_app::ports::{KeyVault, StoreError, StoredEncryptionKey, client_secret_context};
+use cardplane_app::ports::{KeyVault, StoreError, StoredEncryptionKey, Vaults, client_secret_context};
 use cardplane_domain::ids::{CardProductId, IssuerId, KeyId};
 use cardplane_domain::issuer::{
     CallbackSettings, HttpUrl, Issuer, IssuerName, OAuthClient, Onboarding, Secret, WalletServerSettings,
@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 /// A [`Tx`](cardplane_app::ports::Tx) over one open database transaction on connection `C`.
 pub(crate) struct SqlTx<'c, C> {
     pub(crate) conn: &'c mut C,
-    pub(crate) vault: &'c dyn KeyVault,
+    pub(crate) vault: &'c dyn Vaults,
 }
 
 pub(crate) fn backend(error: sqlx::Error) -> StoreError {

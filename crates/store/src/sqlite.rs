@@ -12,9 +12,10 @@
 //! commits, each on a consistent snapshot.
 
 use crate::repo::{SqlTx, backend, impl_tx};
+use crate::repo_cards::impl_card_tx;
 use async_trait::async_trait;
 use cardplane_app::AppError;
-use cardplane_app::ports::{BoxedWork, Erased, KeyVault, Store, StoreError};
+use cardplane_app::ports::{BoxedWork, Erased, Store, StoreError, Vaults};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Executor, SqliteConnection, SqlitePool};
 use std::str::FromStr;
@@ -25,6 +26,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 impl_tx!(SqliteConnection);
+impl_card_tx!(SqliteConnection);
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -53,7 +55,7 @@ struct Job {
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: SqlitePool,
-    vault: Arc<dyn KeyVault>,
+    vault: Arc<dyn Vaults>,
     shutdown: Arc<Notify>,
     writer: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<GroupCommitStats>,
@@ -71,7 +73,7 @@ fn options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url`, runs the migrations, and starts the writer.
-    pub async fn open(url: &str, vault: Arc<dyn KeyVault>) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, vault: Arc<dyn Vaults>) -> Result<Self, StoreError> {
         let mut writer =
             SqliteConnection::connect_with(&options(url)?.create_if_missing(true)).await.map_err(backend)?;
         MIGRATOR.run(&mut writer).await.map_err(|e| StoreError::Backend(Box::new(e)))?;
@@ -103,7 +105,7 @@ pub async fn migrate(url: &str) -> Result<(), StoreError> {
 async fn run_writer(
     mut conn: SqliteConnection,
     mut queue: mpsc::Receiver<Job>,
-    vault: Arc<dyn KeyVault>,
+    vault: Arc<dyn Vaults>,
     shutdown: Arc<Notify>,
     stats: Arc<GroupCommitStats>,
 ) {
@@ -133,12 +135,7 @@ async fn run_writer(
 }
 
 /// Runs `batch` in one transaction and answers every job once the commit is durable.
-async fn commit_batch(
-    conn: &mut SqliteConnection,
-    batch: &mut Vec<Job>,
-    vault: &dyn KeyVault,
-    stats: &GroupCommitStats,
-) {
+async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>, vault: &dyn Vaults, stats: &GroupCommitStats) {
     let size = batch.len();
     if let Err(error) = conn.execute("BEGIN IMMEDIATE").await {
         tracing::error!(%error, "the SQLite writer could not begin a transaction");

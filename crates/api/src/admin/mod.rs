@@ -28,6 +28,21 @@ pub fn routes() -> Router<ApiState> {
         .route("/admin/v1/issuers/{issuer_id}/encryption-keys", get(encryption_keys))
         .route("/admin/v1/issuers/{issuer_id}/encryption-keys:rotate", post(rotate_encryption_key))
         .route("/admin/v1/issuers/{issuer_id}/encryption-keys/rotate", post(rotate_encryption_key))
+        .route("/admin/v1/issuers/{issuer_id}/notifications", get(notifications))
+}
+
+/// `{"notifications": [...]}`: every operation queued for the issuer, in order, as it will be sent.
+#[derive(serde::Serialize)]
+struct Notifications {
+    notifications: Vec<crate::banking::wire::OperationView>,
+}
+
+async fn notifications(
+    State(state): State<ApiState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Notifications>, ApiError> {
+    let operations = state.platform.operations(issuer_id(raw_id)?, None).await?;
+    Ok(Json(Notifications { notifications: operations.iter().map(Into::into).collect() }))
 }
 
 /// Who may call the admin API.

@@ -3,5 +3,7 @@
 
 mod auth;
 mod binary;
+mod cards;
+mod isolation;
 mod onboarding;
 mod support;

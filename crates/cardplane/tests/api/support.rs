@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cardplane::config::{LogFormat, MasterKeySource, Settings};
 use cardplane::server::RunningServer;
-use cardplane_app::ports::OffsetClock;
+use cardplane_app::ports::{Clock, OffsetClock};
 use cardplane_testkit::{Backend, TestDatabase};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -177,4 +177,160 @@ pub fn onboarding(name: &str, key: &SigningKey) -> Value {
         },
         "walletServer": { "baseUrl": "http://127.0.0.1:9/ws", "pods": { "pod-1": "http://127.0.0.1:9/ws1" } }
     })
+}
+
+/// An issuer's backend talking to cardplane: it onboards itself, signs its token assertions and
+/// encrypts card data to the key cardplane gave it.
+pub struct Bank<'a> {
+    pub app: &'a TestApp,
+    pub issuer_id: String,
+    pub key: SigningKey,
+    pub token: String,
+    pub encryption_jwk: Value,
+}
+
+impl SigningKey {
+    /// A compact ES256 JWS over `claims`, with `kid`.
+    pub fn sign(&self, kid: &str, claims: &Value) -> String {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        let header = B64.encode(json!({"alg": "ES256", "typ": "JWT", "kid": kid}).to_string());
+        let payload = B64.encode(claims.to_string());
+        let input = format!("{header}.{payload}");
+        let signature = self.pair.sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", B64.encode(signature.as_ref()))
+    }
+}
+
+/// The products every test bank is onboarded with.
+pub fn bank_products() -> Value {
+    json!([
+        { "cardProductId": "VISA_LIGHT", "scheme": "VISA", "authorisationMode": "LIGHT",
+          "binRange": { "from": "41111100", "to": "41111199" } },
+        { "cardProductId": "VISA_TX", "scheme": "VISA", "authorisationMode": "NONE", "usedForTransactions": true },
+        { "cardProductId": "VISA_FULL", "scheme": "VISA", "authorisationMode": "FULL" },
+        { "cardProductId": "MC_LIGHT", "scheme": "MASTERCARD", "authorisationMode": "LIGHT",
+          "binRange": { "from": "555555", "to": "555555" } },
+        { "cardProductId": "AMEX_NOBIN", "scheme": "AMEX", "authorisationMode": "LIGHT" }
+    ])
+}
+
+impl TestApp {
+    /// Onboards `issuer_id` and gets it a token.
+    pub async fn bank(&self, issuer_id: &str) -> Bank<'_> {
+        let key = SigningKey::generate();
+        let body = json!({
+            "name": format!("Bank {issuer_id}"),
+            "assertionKeys": [{ "kid": "sig-1", "jwk": key.public_jwk() }],
+            "cardProducts": bank_products(),
+        });
+        let (status, onboarded) = self.onboard(issuer_id, body).await;
+        assert_eq!(status, StatusCode::OK, "{onboarded}");
+        let mut bank = Bank {
+            app: self,
+            issuer_id: issuer_id.to_owned(),
+            key,
+            token: String::new(),
+            encryption_jwk: onboarded["encryptionKeys"][0].clone(),
+        };
+        bank.token = bank.fresh_token().await;
+        bank
+    }
+}
+
+impl Bank<'_> {
+    pub fn assertion(&self) -> String {
+        let now = self.app.clock.now().unix_timestamp();
+        self.key.sign(
+            "sig-1",
+            &json!({ "iss": self.issuer_id, "sub": self.issuer_id, "aud": "https://api.d1.thalescloud.io",
+                     "iat": now, "exp": now + 300, "jti": uuid::Uuid::new_v4().to_string() }),
+        )
+    }
+
+    pub async fn fresh_token(&self) -> String {
+        let response = self
+            .app
+            .request(Method::POST, "/authz/v1/oauth2/token")
+            .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &self.assertion())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// `encryptedData` for a card, as the issuer would make it.
+    pub fn card_data(&self, plaintext: Value) -> String {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        let coordinate = |c: &str| B64.decode(self.encryption_jwk[c].as_str().unwrap()).unwrap();
+        let point = [vec![4u8], coordinate("x"), coordinate("y")].concat();
+        let key = cardplane_domain::keys::P256PublicKey::from_sec1(&point).unwrap();
+        cardplane_jose::jwe::encrypt(
+            plaintext.to_string().as_bytes(),
+            &key,
+            self.encryption_jwk["kid"].as_str().unwrap(),
+        )
+    }
+
+    pub fn pan(&self, pan: &str, exp: &str) -> String {
+        self.card_data(json!({ "pan": pan, "exp": exp }))
+    }
+
+    /// A request to `/banking/v2/issuers/{issuerId}{path}` with this bank's token.
+    pub fn v2(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.app.request(method, &format!("/banking/v2/issuers/{}{path}", self.issuer_id)).bearer_auth(&self.token)
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.v2(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    pub async fn register_card(
+        &self,
+        card_id: &str,
+        consumer_id: &str,
+        product: &str,
+        pan: &str,
+    ) -> (StatusCode, Value) {
+        let body =
+            json!({ "consumerId": consumer_id, "cardProductId": product, "encryptedData": self.pan(pan, "1230") });
+        self.call(Method::PUT, &format!("/cards/{card_id}"), Some(body)).await
+    }
+
+    pub async fn operate(&self, card_id: &str, op: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, &format!("/cards/{card_id}/operations:{op}"), Some(body)).await
+    }
+
+    pub async fn card(&self, card_id: &str) -> Value {
+        let (status, card) = self.call(Method::GET, &format!("/cards/{card_id}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{card}");
+        card
+    }
+
+    /// Every operation queued for notification, in order.
+    pub async fn notifications(&self) -> Vec<Value> {
+        let (status, body) =
+            self.app.call(Method::GET, &format!("/admin/v1/issuers/{}/notifications", self.issuer_id), None).await;
+        assert_eq!(status, StatusCode::OK);
+        body["notifications"].as_array().unwrap().clone()
+    }
+}
+
+/// Status and JSON body (`Null` when empty) of a response.
+pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let bytes = response.bytes().await.unwrap();
+    (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON") })
+}
+
+/// Asserts an error answer: status, code, and that the text starts with `text`.
+pub fn assert_refused(answer: &(StatusCode, Value), status: StatusCode, code: &str, text: &str) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    assert_eq!(answer.1["errorCode"], code, "{}", answer.1);
+    let message = answer.1["error"].as_str().unwrap_or_default();
+    assert!(message.starts_with(text), "expected {text:?}, got {message:?}");
 }

@@ -1,0 +1,428 @@
+//! Wire types of the banking API v2, and their parsing into domain types.
+
+use crate::error::ApiError;
+use cardplane_app::cards::{CardOperation, CreateCard, RegisterCard};
+use cardplane_domain::FieldError;
+use cardplane_domain::card::{Card, InitialState, OperationKind, ReasonCode, cardholder_name, reason_text};
+use cardplane_domain::consumer::{Address, Consumer, PersonalInformation, rules};
+use cardplane_domain::ids::{CardId, CardProductId, ConsumerId};
+use cardplane_domain::operation::{HistoryEntry, Operation};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).expect("a UTC timestamp formats as RFC 3339")
+}
+
+fn within<T>(result: Result<T, FieldError>, parent: &str) -> Result<T, FieldError> {
+    result.map_err(|e| e.within(parent))
+}
+
+// ---- consumers ----
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AddressWire {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line1: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line3: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zip_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PersonalInformationWire {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub middle_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mobile_phone_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date_of_birth: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<AddressWire>,
+}
+
+impl PersonalInformationWire {
+    pub fn into_domain(self) -> Result<PersonalInformation, FieldError> {
+        let opt = |value: Option<String>, check: &dyn Fn(&str) -> Result<String, FieldError>| {
+            value.as_deref().map(check).transpose()
+        };
+        let address = match self.address {
+            None => None,
+            Some(a) => Some(within(
+                (|| {
+                    Ok(Address {
+                        line1: opt(a.line1, &|v| rules::address_text("line1", v))?,
+                        line2: opt(a.line2, &|v| rules::address_text("line2", v))?,
+                        line3: opt(a.line3, &|v| rules::address_text("line3", v))?,
+                        city: opt(a.city, &|v| rules::address_text("city", v))?,
+                        state: opt(a.state, &|v| rules::address_text("state", v))?,
+                        zip_code: opt(a.zip_code, &|v| rules::address_text("zipCode", v))?,
+                        country_code: opt(a.country_code, &|v| rules::country_code("countryCode", v))?,
+                    })
+                })(),
+                "address",
+            )?),
+        };
+        Ok(PersonalInformation {
+            title: opt(self.title, &rules::title)?,
+            first_name: opt(self.first_name, &|v| rules::name("firstName", v))?,
+            middle_name: opt(self.middle_name, &|v| rules::name("middleName", v))?,
+            last_name: opt(self.last_name, &|v| rules::name("lastName", v))?,
+            email: opt(self.email, &rules::email)?,
+            mobile_phone_number: opt(self.mobile_phone_number, &|v| rules::phone("mobilePhoneNumber", v))?,
+            language: opt(self.language, &rules::language)?,
+            date_of_birth: opt(self.date_of_birth, &rules::date_of_birth)?,
+            address,
+        })
+    }
+
+    fn of(info: &PersonalInformation) -> Self {
+        Self {
+            title: info.title.clone(),
+            first_name: info.first_name.clone(),
+            middle_name: info.middle_name.clone(),
+            last_name: info.last_name.clone(),
+            email: info.email.clone(),
+            mobile_phone_number: info.mobile_phone_number.clone(),
+            language: info.language.clone(),
+            date_of_birth: info.date_of_birth.clone(),
+            address: info.address.as_ref().map(|a| AddressWire {
+                line1: a.line1.clone(),
+                line2: a.line2.clone(),
+                line3: a.line3.clone(),
+                city: a.city.clone(),
+                state: a.state.clone(),
+                zip_code: a.zip_code.clone(),
+                country_code: a.country_code.clone(),
+            }),
+        }
+    }
+}
+
+/// Register and Update consumer body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConsumerBody {
+    pub personal_information: Option<PersonalInformationWire>,
+}
+
+impl ConsumerBody {
+    pub fn into_domain(self) -> Result<Option<PersonalInformation>, ApiError> {
+        Ok(self.personal_information.map(|p| within(p.into_domain(), "personalInformation")).transpose()?)
+    }
+}
+
+/// Delete consumer body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteConsumerBody {
+    pub reason: Option<String>,
+}
+
+impl DeleteConsumerBody {
+    pub fn into_domain(self) -> Result<Option<String>, ApiError> {
+        Ok(self.reason.as_deref().map(|r| reason_text("reason", r)).transpose()?)
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerView {
+    consumer_id: String,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    personal_information: Option<PersonalInformationWire>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<&Consumer> for ConsumerView {
+    fn from(consumer: &Consumer) -> Self {
+        Self {
+            consumer_id: consumer.id.to_string(),
+            state: consumer.state.as_str(),
+            personal_information: consumer.personal_information.as_ref().map(PersonalInformationWire::of),
+            created_at: rfc3339(consumer.created_at),
+            updated_at: rfc3339(consumer.updated_at),
+        }
+    }
+}
+
+// ---- cards ----
+
+fn initial_state(field: &str, state: Option<String>) -> Result<InitialState, FieldError> {
+    match state {
+        None => Ok(InitialState::Active),
+        Some(s) => InitialState::parse(&s).ok_or_else(|| FieldError::invalid(field, "must be ACTIVE or INACTIVE")),
+    }
+}
+
+fn names(first: Option<String>, second: Option<String>) -> Result<(Option<String>, Option<String>), FieldError> {
+    Ok((
+        first.as_deref().map(|n| cardholder_name("cardholderName", n)).transpose()?,
+        second.as_deref().map(|n| cardholder_name("cardholderName2", n)).transpose()?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegisterCardBody {
+    pub consumer_id: String,
+    pub card_product_id: String,
+    pub state: Option<String>,
+    pub cardholder_name: Option<String>,
+    pub cardholder_name2: Option<String>,
+    pub encrypted_data: String,
+}
+
+impl RegisterCardBody {
+    pub fn into_domain(self) -> Result<RegisterCard, ApiError> {
+        let (cardholder_name, cardholder_name2) = names(self.cardholder_name, self.cardholder_name2)?;
+        Ok(RegisterCard {
+            consumer_id: ConsumerId::parse(self.consumer_id)?,
+            product_id: CardProductId::parse(self.card_product_id)?,
+            state: initial_state("state", self.state)?,
+            cardholder_name,
+            cardholder_name2,
+            encrypted_data: self.encrypted_data,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AccountWire {
+    pub default: bool,
+    pub number: String,
+    pub currency_code: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateCardBody {
+    pub card_id: Option<String>,
+    pub consumer_id: String,
+    pub card_product_id: String,
+    pub state: Option<String>,
+    pub cardholder_name: Option<String>,
+    pub cardholder_name2: Option<String>,
+    pub accounts: Vec<AccountWire>,
+}
+
+impl CreateCardBody {
+    pub fn into_domain(self) -> Result<CreateCard, ApiError> {
+        let (cardholder_name, cardholder_name2) = names(self.cardholder_name, self.cardholder_name2)?;
+        if self.accounts.is_empty() {
+            return Err(FieldError::invalid("accounts", "must hold at least one account").into());
+        }
+        for (i, account) in self.accounts.iter().enumerate() {
+            let at = |e: FieldError| e.within(&format!("accounts[{i}]"));
+            let number_ok = (1..=34).contains(&account.number.len())
+                && account.number.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b' ');
+            if !number_ok {
+                return Err(at(FieldError::invalid("number", "must be 1 to 34 letters, digits, spaces or -")).into());
+            }
+            if account.currency_code.len() != 3 || !account.currency_code.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(at(FieldError::invalid("currencyCode", "must be an ISO 4217 code such as EUR")).into());
+            }
+            if !["CHECKING", "SAVINGS", "CREDIT", "PREPAID"].contains(&account.kind.as_str()) {
+                return Err(at(FieldError::invalid("type", "must be CHECKING, SAVINGS, CREDIT or PREPAID")).into());
+            }
+        }
+        if self.accounts.iter().filter(|a| a.default).count() != 1 {
+            return Err(FieldError::invalid("accounts", "must have exactly one default account").into());
+        }
+        Ok(CreateCard {
+            card_id: self.card_id.map(CardId::parse).transpose()?,
+            consumer_id: ConsumerId::parse(self.consumer_id)?,
+            product_id: CardProductId::parse(self.card_product_id)?,
+            state: initial_state("state", self.state)?,
+            cardholder_name,
+            cardholder_name2,
+            accounts: serde_json::to_string(&self.accounts).expect("accounts serialise"),
+        })
+    }
+}
+
+/// The body of a life-cycle operation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OperationBody {
+    pub reason_code: Option<String>,
+    pub reason: Option<String>,
+    pub new_card_id: Option<String>,
+    pub new_card_state: Option<String>,
+    pub encrypted_data: Option<String>,
+}
+
+impl OperationBody {
+    pub fn into_domain(self, kind: OperationKind) -> Result<CardOperation, ApiError> {
+        let reason_code = self.reason_code.ok_or_else(|| FieldError::missing("reasonCode"))?;
+        let reason_code = ReasonCode::parse(&reason_code).ok_or_else(|| {
+            let allowed: Vec<&str> = kind.allowed_reasons().iter().map(|r| r.as_str()).collect();
+            FieldError::invalid("reasonCode", format!("must be one of {}", allowed.join(", ")))
+        })?;
+        let renews = matches!(kind, OperationKind::Renew | OperationKind::Replace);
+        if !renews {
+            for (field, given) in
+                [("newCardId", self.new_card_id.is_some()), ("newCardState", self.new_card_state.is_some())]
+            {
+                if given {
+                    return Err(FieldError::invalid(field, "is only taken by renew and replace").into());
+                }
+            }
+        }
+        Ok(CardOperation {
+            kind,
+            reason_code,
+            reason: self.reason.as_deref().map(|r| reason_text("reason", r)).transpose()?,
+            new_card_id: self
+                .new_card_id
+                .map(|id| CardId::parse(id).map_err(|e| FieldError { field: "newCardId".into(), ..e }))
+                .transpose()?,
+            new_card_state: initial_state("newCardState", self.new_card_state)?,
+            encrypted_data: self.encrypted_data,
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CardView {
+    card_id: String,
+    consumer_id: String,
+    card_product_id: String,
+    scheme: &'static str,
+    last4: String,
+    expiry: String,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ongoing_operation: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cardholder_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cardholder_name2: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<&Card> for CardView {
+    fn from(card: &Card) -> Self {
+        Self {
+            card_id: card.id.to_string(),
+            consumer_id: card.consumer_id.to_string(),
+            card_product_id: card.product_id.to_string(),
+            scheme: card.scheme.as_str(),
+            last4: card.last4.clone(),
+            expiry: card.expiry.mmyy(),
+            state: card.state.as_str(),
+            ongoing_operation: card.ongoing.map(|_| "RENEW"),
+            cardholder_name: card.cardholder_name.clone(),
+            cardholder_name2: card.cardholder_name2.clone(),
+            created_at: rfc3339(card.created_at),
+            updated_at: rfc3339(card.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CardList {
+    pub cards: Vec<CardView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedCard {
+    pub card_id: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntryView {
+    operation_id: String,
+    operation: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_state: Option<&'static str>,
+    to_state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    actor: String,
+    correlation_id: String,
+    at: String,
+}
+
+impl From<&HistoryEntry> for HistoryEntryView {
+    fn from(entry: &HistoryEntry) -> Self {
+        Self {
+            operation_id: entry.operation_id.clone(),
+            operation: entry.operation.as_str(),
+            from_state: entry.from_state.map(|s| s.as_str()),
+            to_state: entry.to_state.as_str(),
+            reason_code: entry.reason_code.map(|r| r.as_str()),
+            reason: entry.reason.clone(),
+            actor: entry.actor.clone(),
+            correlation_id: entry.correlation_id.clone(),
+            at: rfc3339(entry.at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct History {
+    pub entries: Vec<HistoryEntryView>,
+}
+
+/// An operation as notified (outbound.md §2).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationView {
+    operation_id: String,
+    operation: &'static str,
+    status: &'static str,
+    start_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<String>,
+    card_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<serde_json::Value>,
+}
+
+impl From<&Operation> for OperationView {
+    fn from(operation: &Operation) -> Self {
+        Self {
+            operation_id: operation.operation_id.clone(),
+            operation: operation.kind.as_str(),
+            status: operation.status.as_str(),
+            start_time: rfc3339(operation.start_time),
+            end_time: operation.end_time.map(rfc3339),
+            card_id: operation.card_id.to_string(),
+            details: operation.details.as_deref().and_then(|d| serde_json::from_str(d).ok()),
+        }
+    }
+}

@@ -1,0 +1,531 @@
+//! Cards v2 (inbound.md §4): register, create, get, history, and the life-cycle operations.
+//!
+//! Each change writes, in one unit of work: the card, a history line, the operation the issuer
+//! will be notified of (the outbox), and the idempotency record.
+
+use crate::consumers::{active_consumer, ensure_consumer};
+use crate::context::{Done, Outcome, RequestContext, claim, complete};
+use crate::error::Refusal;
+use crate::ports::{StoreExt, StoredEncryptionKey, Tx, VaultedCredentials};
+use crate::{AppError, Platform};
+use cardplane_domain::FieldError;
+use cardplane_domain::card::{Card, CardCommand, CardOrigin, InitialState, OperationKind, ReasonCode};
+use cardplane_domain::credentials::{CardCredentials, Cvv, Expiry, Pan};
+use cardplane_domain::ids::{CardId, CardProductId, ConsumerId, IssuerId};
+use cardplane_domain::issuer::Issuer;
+use cardplane_domain::operation::{HistoryEntry, Operation, OperationStatus};
+use cardplane_domain::product::CardProduct;
+use cardplane_domain::scheme::Scheme;
+use time::OffsetDateTime;
+
+/// The body of Register card.
+#[derive(Debug, Clone)]
+pub struct RegisterCard {
+    pub consumer_id: ConsumerId,
+    pub product_id: CardProductId,
+    pub state: InitialState,
+    pub cardholder_name: Option<String>,
+    pub cardholder_name2: Option<String>,
+    pub encrypted_data: String,
+}
+
+/// The body of Create card. `accounts` arrives checked, as the JSON it is stored as.
+#[derive(Debug, Clone)]
+pub struct CreateCard {
+    pub card_id: Option<CardId>,
+    pub consumer_id: ConsumerId,
+    pub product_id: CardProductId,
+    pub state: InitialState,
+    pub cardholder_name: Option<String>,
+    pub cardholder_name2: Option<String>,
+    pub accounts: String,
+}
+
+/// A life-cycle operation on a card.
+#[derive(Debug, Clone)]
+pub struct CardOperation {
+    pub kind: OperationKind,
+    pub reason_code: ReasonCode,
+    pub reason: Option<String>,
+    pub new_card_id: Option<CardId>,
+    pub new_card_state: InitialState,
+    pub encrypted_data: Option<String>,
+}
+
+/// One accepted change of a card, to be recorded.
+pub(crate) struct CardChange<'a> {
+    pub before: Option<&'a Card>,
+    pub after: &'a Card,
+    /// `None` for register/create (the kind is then derived from the card's origin).
+    pub command: Option<&'a CardCommand>,
+    pub reason: Option<String>,
+    pub details: Option<String>,
+}
+
+/// Writes the history line and the outbox operation of a change.
+pub(crate) async fn record_change(
+    tx: &mut dyn Tx,
+    ctx: &RequestContext,
+    now: OffsetDateTime,
+    change: CardChange<'_>,
+) -> Result<String, AppError> {
+    let operation_id = uuid::Uuid::new_v4().simple().to_string();
+    let kind = match (change.command, change.after.origin) {
+        (Some(command), _) => command.kind(),
+        (None, CardOrigin::Registered) => OperationKind::Register,
+        (None, CardOrigin::Created) => OperationKind::Create,
+    };
+    let entry = HistoryEntry {
+        operation_id: operation_id.clone(),
+        operation: kind,
+        from_state: change.before.map(|card| card.state),
+        to_state: change.after.state,
+        reason_code: change.command.map(CardCommand::reason),
+        reason: change.reason,
+        actor: ctx.actor.clone(),
+        correlation_id: ctx.correlation_id.clone(),
+        at: now,
+    };
+    tx.append_history(&ctx.issuer, &change.after.id, &entry).await?;
+    let operation = Operation {
+        operation_id: operation_id.clone(),
+        card_id: change.before.map_or(&change.after.id, |card| &card.id).clone(),
+        kind,
+        status: OperationStatus::Successful,
+        start_time: now,
+        end_time: Some(now),
+        details: change.details,
+    };
+    tx.enqueue_operation(&ctx.issuer, &operation).await?;
+    Ok(operation_id)
+}
+
+/// The issuer's product, or 404.
+fn product<'i>(issuer: &'i Issuer, id: &CardProductId) -> Result<&'i CardProduct, AppError> {
+    issuer
+        .onboarding
+        .card_products
+        .iter()
+        .find(|p| &p.id == id)
+        .ok_or_else(|| Refusal::CardProductNotFound(id.clone()).into())
+}
+
+/// Refuses credentials whose PAN belongs to another scheme than the card's.
+fn check_scheme(credentials: &CardCredentials, scheme: Scheme) -> Result<(), AppError> {
+    if Scheme::of_pan(credentials.pan.expose()) != Some(scheme) {
+        let text = format!("the card number is not a {scheme} number, as the card product requires");
+        return Err(FieldError::invalid("encryptedData", text).into());
+    }
+    Ok(())
+}
+
+/// Refuses a PAN that was ever retired, or that a live card holds.
+async fn check_pan_free(tx: &mut dyn Tx, ctx: &RequestContext, fingerprint: &[u8]) -> Result<(), AppError> {
+    if tx.is_pan_barred(&ctx.issuer, fingerprint).await? {
+        return Err(Refusal::PanNotAllowed.into());
+    }
+    if tx.cards_with_pan(&ctx.issuer, fingerprint).await?.iter().any(|card| !card.state.is_final()) {
+        return Err(Refusal::PanAlreadyRegistered.into());
+    }
+    Ok(())
+}
+
+/// Refuses a new cardId that is taken (by any card: ids of final cards are only reused by register).
+async fn check_card_id_free(tx: &mut dyn Tx, ctx: &RequestContext, id: &CardId) -> Result<(), AppError> {
+    if tx.card(&ctx.issuer, id).await?.is_some() {
+        return Err(Refusal::CardIdInUse(id.clone()).into());
+    }
+    Ok(())
+}
+
+fn new_card_details(id: &CardId) -> String {
+    // A cardId is [A-Za-z0-9_-]: nothing to escape.
+    format!(r#"{{"newCardId":"{id}"}}"#)
+}
+
+impl Platform {
+    /// The issuer and its encryption keys, for decrypting card data outside the write transaction
+    /// (the ECDH is the costliest step of a registration; the writer should not wait for it).
+    async fn issuer_with_keys(&self, ctx: &RequestContext) -> Result<(Issuer, Vec<StoredEncryptionKey>), AppError> {
+        let id = ctx.issuer.clone();
+        self.store
+            .read(move |tx| {
+                Box::pin(async move {
+                    let issuer = tx.issuer(&id).await?.ok_or_else(|| AppError::IssuerNotFound(id.clone()))?;
+                    let keys = tx.encryption_keys(&id).await?;
+                    Ok((issuer, keys))
+                })
+            })
+            .await
+    }
+
+    fn decrypt(
+        &self,
+        ctx: &RequestContext,
+        keys: &[StoredEncryptionKey],
+        jwe: &str,
+    ) -> Result<CardCredentials, AppError> {
+        Ok(self.card_data.decrypt_card_data(&ctx.issuer, keys, jwe, "encryptedData")?)
+    }
+
+    /// Registers a card the issuer's CMS issued. The same request again is a no-op.
+    pub async fn register_card(
+        &self,
+        ctx: RequestContext,
+        card_id: CardId,
+        request: RegisterCard,
+    ) -> Result<Done<Outcome>, AppError> {
+        let (issuer, keys) = self.issuer_with_keys(&ctx).await?;
+        let product = product(&issuer, &request.product_id)?.clone();
+        if !product.allows_registration() {
+            return Err(Refusal::OperationNotAllowed(format!(
+                "card product {} is in authorisation mode {}: register is only for NONE and LIGHT",
+                product.id,
+                product.authorisation_mode.as_str()
+            ))
+            .into());
+        }
+        let credentials = self.decrypt(&ctx, &keys, &request.encrypted_data)?;
+        check_scheme(&credentials, product.scheme)?;
+        let vaulted = self.card_data.vault_credentials(&credentials);
+        let now = self.clock.now();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    if let Some(replay) = claim(tx, &ctx, now).await? {
+                        return Ok(replay);
+                    }
+                    let existing = tx.card(&ctx.issuer, &card_id).await?;
+                    if let Some(live) = existing.as_ref().filter(|e| !e.card.state.is_final()) {
+                        // The same card again is a no-op; another PAN under a live cardId is not.
+                        if live.pan_fingerprint == vaulted.pan_fingerprint {
+                            complete(tx, &ctx, &None).await?;
+                            return Ok(Done { value: None, replayed: false });
+                        }
+                        return Err(Refusal::CardIdInUse(card_id).into());
+                    }
+                    check_pan_free(tx, &ctx, &vaulted.pan_fingerprint).await?;
+                    if let Some(existing) = &existing {
+                        // A final card's id is reused only if D1 did not create it and its product
+                        // is not used for transactions [D1].
+                        let old_product =
+                            issuer.onboarding.card_products.iter().find(|p| p.id == existing.card.product_id);
+                        let reusable = existing.card.origin == CardOrigin::Registered
+                            && old_product.is_some_and(|p| !p.used_for_transactions);
+                        if !reusable {
+                            return Err(Refusal::CardIdInUse(card_id).into());
+                        }
+                    }
+                    ensure_consumer(tx, &ctx, &request.consumer_id, now).await?;
+                    let card = Card {
+                        id: card_id,
+                        consumer_id: request.consumer_id,
+                        product_id: product.id.clone(),
+                        scheme: product.scheme,
+                        last4: vaulted.last4.clone(),
+                        expiry: credentials.expiry,
+                        state: request.state.state(),
+                        suspended_for: None,
+                        ongoing: None,
+                        origin: CardOrigin::Registered,
+                        cardholder_name: request.cardholder_name,
+                        cardholder_name2: request.cardholder_name2,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    tx.put_card(&ctx.issuer, &card, &vaulted, None).await?;
+                    let change = CardChange { before: None, after: &card, command: None, reason: None, details: None };
+                    record_change(tx, &ctx, now, change).await?;
+                    complete(tx, &ctx, &None).await?;
+                    Ok(Done { value: None, replayed: false })
+                })
+            })
+            .await
+    }
+
+    /// Creates a card: cardplane issues its PAN (inside the product's BIN range, never issued
+    /// before), expiry and CVV. Answers the new card's id.
+    pub async fn create_card(&self, ctx: RequestContext, request: CreateCard) -> Result<Done<Outcome>, AppError> {
+        let (issuer, _) = self.issuer_with_keys(&ctx).await?;
+        let product = product(&issuer, &request.product_id)?.clone();
+        let Some(range) = product.bin_range.clone() else {
+            return Err(Refusal::OperationNotAllowed(format!(
+                "card product {} has no BIN range: cards of it cannot be created",
+                product.id
+            ))
+            .into());
+        };
+        let now = self.clock.now();
+        let expiry = Expiry::new(u8::from(now.month()), ((now.year() + i32::from(product.validity.get())) % 100) as u8)
+            .expect("a calendar month is a valid expiry");
+        let card_data = self.card_data.clone();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    if let Some(replay) = claim(tx, &ctx, now).await? {
+                        return Ok(replay);
+                    }
+                    active_consumer(tx, &ctx, &request.consumer_id).await?;
+                    let card_id = request.card_id.unwrap_or_else(|| {
+                        CardId::parse(uuid::Uuid::new_v4().simple().to_string()).expect("32 hex digits are a cardId")
+                    });
+                    check_card_id_free(tx, &ctx, &card_id).await?;
+                    let mut issued: Option<(CardCredentials, VaultedCredentials)> = None;
+                    for _ in 0..32 {
+                        let pan = range.issue_pan(product.scheme, uuid::Uuid::new_v4().as_u128());
+                        let pan = Pan::parse("pan", &pan).map_err(|e| anyhow::anyhow!("issued an invalid PAN: {e}"))?;
+                        let fingerprint = card_data.pan_fingerprint(&pan);
+                        let taken = tx.is_pan_barred(&ctx.issuer, &fingerprint).await?
+                            || !tx.cards_with_pan(&ctx.issuer, &fingerprint).await?.is_empty();
+                        if !taken {
+                            let cvv_digits = if product.scheme == Scheme::Amex { 4 } else { 3 };
+                            let cvv: String = (uuid::Uuid::new_v4().as_u128() % 10u128.pow(cvv_digits))
+                                .to_string()
+                                .chars()
+                                .rev()
+                                .chain(std::iter::repeat('0'))
+                                .take(cvv_digits as usize)
+                                .collect();
+                            let credentials = CardCredentials {
+                                pan,
+                                expiry,
+                                cvv: Some(Cvv::parse("cvv", &cvv).expect("digits")),
+                                name: request.cardholder_name.clone(),
+                            };
+                            let vaulted = card_data.vault_credentials(&credentials);
+                            issued = Some((credentials, vaulted));
+                            break;
+                        }
+                    }
+                    let Some((credentials, vaulted)) = issued else {
+                        return Err(Refusal::OperationNotAllowed(format!(
+                            "the BIN range of card product {} has no free card number left",
+                            product.id
+                        ))
+                        .into());
+                    };
+                    let card = Card {
+                        id: card_id.clone(),
+                        consumer_id: request.consumer_id,
+                        product_id: product.id.clone(),
+                        scheme: product.scheme,
+                        last4: vaulted.last4.clone(),
+                        expiry: credentials.expiry,
+                        state: request.state.state(),
+                        suspended_for: None,
+                        ongoing: None,
+                        origin: CardOrigin::Created,
+                        cardholder_name: request.cardholder_name,
+                        cardholder_name2: request.cardholder_name2,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    tx.put_card(&ctx.issuer, &card, &vaulted, Some(&request.accounts)).await?;
+                    let change = CardChange { before: None, after: &card, command: None, reason: None, details: None };
+                    record_change(tx, &ctx, now, change).await?;
+                    let outcome = Some(card_id.to_string());
+                    complete(tx, &ctx, &outcome).await?;
+                    Ok(Done { value: outcome, replayed: false })
+                })
+            })
+            .await
+    }
+
+    pub async fn card(&self, ctx: RequestContext, id: CardId) -> Result<Card, AppError> {
+        self.store
+            .read(move |tx| {
+                Box::pin(async move { Ok(tx.card(&ctx.issuer, &id).await?.ok_or(Refusal::CardNotFound(id))?.card) })
+            })
+            .await
+    }
+
+    /// The card's history, newest first.
+    pub async fn card_history(&self, ctx: RequestContext, id: CardId) -> Result<Vec<HistoryEntry>, AppError> {
+        self.store
+            .read(move |tx| {
+                Box::pin(async move {
+                    if tx.card(&ctx.issuer, &id).await?.is_none() {
+                        return Err(Refusal::CardNotFound(id).into());
+                    }
+                    Ok(tx.history(&ctx.issuer, &id).await?)
+                })
+            })
+            .await
+    }
+
+    /// The operations (notifications) recorded for the issuer, in order; of one card or all.
+    pub async fn operations(&self, issuer: IssuerId, card: Option<CardId>) -> Result<Vec<Operation>, AppError> {
+        self.store
+            .read(move |tx| {
+                Box::pin(async move {
+                    if tx.issuer(&issuer).await?.is_none() {
+                        return Err(AppError::IssuerNotFound(issuer));
+                    }
+                    Ok(tx.operations(&issuer, card.as_ref()).await?)
+                })
+            })
+            .await
+    }
+
+    /// Applies a life-cycle operation (activate, suspend, resume, delete, renew, replace).
+    pub async fn operate_card(
+        &self,
+        ctx: RequestContext,
+        card_id: CardId,
+        request: CardOperation,
+    ) -> Result<Done<Outcome>, AppError> {
+        let renews = matches!(request.kind, OperationKind::Renew | OperationKind::Replace);
+        let new_credentials = match (&request.encrypted_data, renews) {
+            (Some(jwe), true) => {
+                let (_, keys) = self.issuer_with_keys(&ctx).await?;
+                let credentials = self.decrypt(&ctx, &keys, jwe)?;
+                let vaulted = self.card_data.vault_credentials(&credentials);
+                Some((credentials, vaulted))
+            }
+            (Some(_), false) => {
+                return Err(FieldError::invalid("encryptedData", "is only taken by renew and replace").into());
+            }
+            // Fetching the credentials from the issuer (outbound Get Card Credentials) belongs to
+            // the outbound worker, which does not exist yet.
+            (None, true) => return Err(FieldError::missing("encryptedData").into()),
+            (None, false) => None,
+        };
+        if request.kind == OperationKind::Replace {
+            match &request.new_card_id {
+                None => return Err(FieldError::missing("newCardId").into()),
+                Some(id) if id == &card_id => {
+                    return Err(FieldError::invalid("newCardId", "must differ from the card's own cardId").into());
+                }
+                Some(_) => {}
+            }
+        }
+        let now = self.clock.now();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    if let Some(replay) = claim(tx, &ctx, now).await? {
+                        return Ok(replay);
+                    }
+                    let stored =
+                        tx.card(&ctx.issuer, &card_id).await?.ok_or_else(|| Refusal::CardNotFound(card_id.clone()))?;
+                    let card = stored.card;
+                    let reason = request.reason_code;
+                    let command = match request.kind {
+                        OperationKind::Activate => CardCommand::Activate { reason },
+                        OperationKind::Suspend => CardCommand::Suspend { reason },
+                        OperationKind::Resume => CardCommand::Resume { reason },
+                        OperationKind::Delete => CardCommand::Delete { reason },
+                        OperationKind::Renew => {
+                            let (credentials, vaulted) = new_credentials.as_ref().expect("renew has credentials");
+                            let pan_changed = vaulted.pan_fingerprint != stored.pan_fingerprint;
+                            CardCommand::Renew {
+                                reason,
+                                new_expiry: credentials.expiry,
+                                new_last4: pan_changed.then(|| vaulted.last4.clone()),
+                                new_state: request.new_card_state,
+                            }
+                        }
+                        OperationKind::Replace => CardCommand::Replace { reason },
+                        OperationKind::Register | OperationKind::Create => unreachable!("not a life-cycle operation"),
+                    };
+                    let next = card.apply(&command, now).map_err(Refusal::Card)?;
+                    match (request.kind, &new_credentials) {
+                        (OperationKind::Renew | OperationKind::Replace, Some((credentials, vaulted))) => {
+                            check_scheme(credentials, card.scheme)?;
+                            let pan_changed = vaulted.pan_fingerprint != stored.pan_fingerprint;
+                            if pan_changed {
+                                check_pan_free(tx, &ctx, &vaulted.pan_fingerprint).await?;
+                            } else if request.kind == OperationKind::Replace {
+                                return Err(Refusal::PanNotAllowed.into());
+                            }
+                            let moved_to = request.new_card_id.clone().filter(|id| id != &card.id);
+                            match moved_to {
+                                None => {
+                                    tx.put_card(&ctx.issuer, &next, vaulted, None).await?;
+                                    let change = CardChange {
+                                        before: Some(&card),
+                                        after: &next,
+                                        command: Some(&command),
+                                        reason: request.reason.clone(),
+                                        details: None,
+                                    };
+                                    record_change(tx, &ctx, now, change).await?;
+                                }
+                                Some(new_id) => {
+                                    check_card_id_free(tx, &ctx, &new_id).await?;
+                                    // The old id ends here; the card goes on under the new one.
+                                    let old = card
+                                        .apply(&CardCommand::Replace { reason: ReasonCode::IssuerDecision }, now)
+                                        .map_err(Refusal::Card)?;
+                                    let successor = if request.kind == OperationKind::Replace {
+                                        card.replacement(
+                                            new_id.clone(),
+                                            vaulted.last4.clone(),
+                                            credentials.expiry,
+                                            request.new_card_state,
+                                            now,
+                                        )
+                                    } else {
+                                        Card { id: new_id.clone(), created_at: now, ..next.clone() }
+                                    };
+                                    tx.update_card(&ctx.issuer, &old).await?;
+                                    tx.put_card(&ctx.issuer, &successor, vaulted, None).await?;
+                                    let details = Some(new_card_details(&new_id));
+                                    let change = CardChange {
+                                        before: Some(&card),
+                                        after: &old,
+                                        command: Some(&command),
+                                        reason: request.reason.clone(),
+                                        details,
+                                    };
+                                    record_change(tx, &ctx, now, change).await?;
+                                    let entry = HistoryEntry {
+                                        operation_id: uuid::Uuid::new_v4().simple().to_string(),
+                                        operation: request.kind,
+                                        from_state: None,
+                                        to_state: successor.state,
+                                        reason_code: Some(reason),
+                                        reason: request.reason.clone(),
+                                        actor: ctx.actor.clone(),
+                                        correlation_id: ctx.correlation_id.clone(),
+                                        at: now,
+                                    };
+                                    tx.append_history(&ctx.issuer, &new_id, &entry).await?;
+                                }
+                            }
+                            if pan_changed {
+                                tx.bar_pan(&ctx.issuer, &stored.pan_fingerprint, now).await?;
+                            }
+                        }
+                        (OperationKind::Delete, _) => {
+                            tx.update_card(&ctx.issuer, &next).await?;
+                            tx.bar_pan(&ctx.issuer, &stored.pan_fingerprint, now).await?;
+                            let change = CardChange {
+                                before: Some(&card),
+                                after: &next,
+                                command: Some(&command),
+                                reason: request.reason.clone(),
+                                details: None,
+                            };
+                            record_change(tx, &ctx, now, change).await?;
+                        }
+                        _ => {
+                            tx.update_card(&ctx.issuer, &next).await?;
+                            let change = CardChange {
+                                before: Some(&card),
+                                after: &next,
+                                command: Some(&command),
+                                reason: request.reason.clone(),
+                                details: None,
+                            };
+                            record_change(tx, &ctx, now, change).await?;
+                        }
+                    }
+                    complete(tx, &ctx, &None).await?;
+                    tracing::info!(card = %card_id, operation = request.kind.as_str(), "card operation");
+                    Ok(Done { value: None, replayed: false })
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,89 @@
+-- Consumers, cards, their history, the operations outbox and idempotency records.
+-- Card data never sits here in clear: `credentials_sealed` holds PAN, expiry, CVV and name sealed
+-- under the master key; `pan_fingerprint` is an HMAC of the PAN for uniqueness; only `last4` is clear.
+
+CREATE TABLE IF NOT EXISTS consumers (
+    issuer_id             TEXT    NOT NULL,
+    consumer_id           TEXT    NOT NULL,
+    state                 TEXT    NOT NULL,
+    personal_information  TEXT,             -- JSON, absent when the issuer keeps it to itself
+    created_at            INTEGER NOT NULL,
+    updated_at            INTEGER NOT NULL,
+    PRIMARY KEY (issuer_id, consumer_id)
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS cards (
+    issuer_id           TEXT    NOT NULL,
+    card_id             TEXT    NOT NULL,
+    consumer_id         TEXT    NOT NULL,
+    card_product_id     TEXT    NOT NULL,
+    scheme              TEXT    NOT NULL,
+    last4               TEXT    NOT NULL,
+    pan_fingerprint     BLOB    NOT NULL,
+    credentials_sealed  BLOB    NOT NULL,
+    state               TEXT    NOT NULL,
+    suspended_for       TEXT,
+    ongoing_operation   TEXT,
+    origin              TEXT    NOT NULL,
+    cardholder_name     TEXT,
+    cardholder_name2    TEXT,
+    accounts            TEXT,              -- JSON, Create card only
+    created_at          INTEGER NOT NULL,
+    updated_at          INTEGER NOT NULL,
+    PRIMARY KEY (issuer_id, card_id)
+) STRICT;
+
+CREATE INDEX IF NOT EXISTS cards_by_pan ON cards (issuer_id, pan_fingerprint);
+CREATE INDEX IF NOT EXISTS cards_by_consumer ON cards (issuer_id, consumer_id);
+
+-- PANs that were deleted or replaced: never registered again [D1].
+CREATE TABLE IF NOT EXISTS barred_pans (
+    issuer_id        TEXT    NOT NULL,
+    pan_fingerprint  BLOB    NOT NULL,
+    barred_at        INTEGER NOT NULL,
+    PRIMARY KEY (issuer_id, pan_fingerprint)
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS card_history (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    issuer_id       TEXT    NOT NULL,
+    card_id         TEXT    NOT NULL,
+    operation_id    TEXT    NOT NULL,
+    operation       TEXT    NOT NULL,
+    from_state      TEXT,
+    to_state        TEXT    NOT NULL,
+    reason_code     TEXT,
+    reason          TEXT,
+    actor           TEXT    NOT NULL,
+    correlation_id  TEXT    NOT NULL,
+    at              INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX IF NOT EXISTS card_history_by_card ON card_history (issuer_id, card_id, seq);
+
+-- The outbox: one row per operation to notify the issuer of, in the order they happened.
+CREATE TABLE IF NOT EXISTS operations (
+    seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+    issuer_id         TEXT    NOT NULL,
+    operation_id      TEXT    NOT NULL UNIQUE,
+    card_id           TEXT    NOT NULL,
+    operation         TEXT    NOT NULL,
+    status            TEXT    NOT NULL,
+    start_time        INTEGER NOT NULL,
+    end_time          INTEGER,
+    details           TEXT,                -- JSON
+    delivery_state    TEXT    NOT NULL DEFAULT 'PENDING',
+    created_at        INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX IF NOT EXISTS operations_by_issuer ON operations (issuer_id, delivery_state, seq);
+
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    issuer_id     TEXT    NOT NULL,
+    route         TEXT    NOT NULL,
+    key           TEXT    NOT NULL,
+    request_hash  BLOB    NOT NULL,
+    outcome       TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (issuer_id, route, key)
+) STRICT;

@@ -1,0 +1,611 @@
+//! The consumer and card queries, written once for both backends (see [`crate::repo`]).
+
+use crate::repo::{corrupt, from_micros};
+use cardplane_app::ports::{CardDataVault, StoreError, StoredCard};
+use cardplane_domain::card::{Card, CardOrigin, CardState, OngoingOperation, OperationKind, ReasonCode};
+use cardplane_domain::consumer::{Address, Consumer, ConsumerState, PersonalInformation};
+use cardplane_domain::ids::{CardId, CardProductId, ConsumerId};
+use cardplane_domain::operation::{HistoryEntry, Operation, OperationStatus};
+use serde::{Deserialize, Serialize};
+
+/// Personal information as stored (JSON). Field names follow the wire.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PersonalInformationJson {
+    title: Option<String>,
+    first_name: Option<String>,
+    middle_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+    mobile_phone_number: Option<String>,
+    language: Option<String>,
+    date_of_birth: Option<String>,
+    address: Option<AddressJson>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AddressJson {
+    line1: Option<String>,
+    line2: Option<String>,
+    line3: Option<String>,
+    city: Option<String>,
+    state: Option<String>,
+    zip_code: Option<String>,
+    country_code: Option<String>,
+}
+
+pub(crate) fn personal_information_json(info: &PersonalInformation) -> String {
+    let address = info.address.as_ref().map(|a| AddressJson {
+        line1: a.line1.clone(),
+        line2: a.line2.clone(),
+        line3: a.line3.clone(),
+        city: a.city.clone(),
+        state: a.state.clone(),
+        zip_code: a.zip_code.clone(),
+        country_code: a.country_code.clone(),
+    });
+    serde_json::to_string(&PersonalInformationJson {
+        title: info.title.clone(),
+        first_name: info.first_name.clone(),
+        middle_name: info.middle_name.clone(),
+        last_name: info.last_name.clone(),
+        email: info.email.clone(),
+        mobile_phone_number: info.mobile_phone_number.clone(),
+        language: info.language.clone(),
+        date_of_birth: info.date_of_birth.clone(),
+        address,
+    })
+    .expect("personal information serialises")
+}
+
+fn personal_information(json: &str) -> Result<PersonalInformation, StoreError> {
+    let stored: PersonalInformationJson = serde_json::from_str(json).map_err(corrupt)?;
+    Ok(PersonalInformation {
+        title: stored.title,
+        first_name: stored.first_name,
+        middle_name: stored.middle_name,
+        last_name: stored.last_name,
+        email: stored.email,
+        mobile_phone_number: stored.mobile_phone_number,
+        language: stored.language,
+        date_of_birth: stored.date_of_birth,
+        address: stored.address.map(|a| Address {
+            line1: a.line1,
+            line2: a.line2,
+            line3: a.line3,
+            city: a.city,
+            state: a.state,
+            zip_code: a.zip_code,
+            country_code: a.country_code,
+        }),
+    })
+}
+
+pub(crate) fn consumer_from_row(
+    id: String,
+    state: String,
+    info: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+) -> Result<Consumer, StoreError> {
+    Ok(Consumer {
+        id: ConsumerId::parse(id).map_err(corrupt)?,
+        state: ConsumerState::parse(&state).ok_or_else(|| corrupt("consumer state"))?,
+        personal_information: info.as_deref().map(personal_information).transpose()?,
+        created_at: from_micros(created_at)?,
+        updated_at: from_micros(updated_at)?,
+    })
+}
+
+/// The columns of a `cards` row the domain needs (a macro so that queries stay `&'static str`).
+macro_rules! card_columns {
+    () => {
+        "card_id, consumer_id, card_product_id, scheme, last4, pan_fingerprint, credentials_sealed, state, \
+         suspended_for, ongoing_operation, origin, cardholder_name, cardholder_name2, created_at, updated_at"
+    };
+}
+pub(crate) use card_columns;
+
+pub(crate) struct CardRow {
+    pub card_id: String,
+    pub consumer_id: String,
+    pub card_product_id: String,
+    pub scheme: String,
+    pub last4: String,
+    pub pan_fingerprint: Vec<u8>,
+    pub credentials_sealed: Vec<u8>,
+    pub state: String,
+    pub suspended_for: Option<String>,
+    pub ongoing_operation: Option<String>,
+    pub origin: String,
+    pub cardholder_name: Option<String>,
+    pub cardholder_name2: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Maps a row to a card; the expiry is read from the sealed credentials, the only place it is kept.
+pub(crate) fn card_from_row(row: CardRow, vault: &dyn CardDataVault) -> Result<StoredCard, StoreError> {
+    let credentials = vault.open_credentials(&row.credentials_sealed).map_err(corrupt)?;
+    let card = Card {
+        id: CardId::parse(row.card_id).map_err(corrupt)?,
+        consumer_id: ConsumerId::parse(row.consumer_id).map_err(corrupt)?,
+        product_id: CardProductId::parse(row.card_product_id).map_err(corrupt)?,
+        scheme: row.scheme.parse().map_err(|()| corrupt("card scheme"))?,
+        last4: row.last4,
+        expiry: credentials.expiry,
+        state: CardState::parse(&row.state).ok_or_else(|| corrupt("card state"))?,
+        suspended_for: row
+            .suspended_for
+            .map(|r| ReasonCode::parse(&r).ok_or_else(|| corrupt("suspension reason")))
+            .transpose()?,
+        ongoing: match row.ongoing_operation.as_deref() {
+            None => None,
+            Some("RENEW") => Some(OngoingOperation::Renew),
+            Some(_) => return Err(corrupt("ongoing operation")),
+        },
+        origin: CardOrigin::parse(&row.origin).ok_or_else(|| corrupt("card origin"))?,
+        cardholder_name: row.cardholder_name,
+        cardholder_name2: row.cardholder_name2,
+        created_at: from_micros(row.created_at)?,
+        updated_at: from_micros(row.updated_at)?,
+    };
+    Ok(StoredCard { card, pan_fingerprint: row.pan_fingerprint })
+}
+
+pub(crate) fn ongoing(card: &Card) -> Option<&'static str> {
+    card.ongoing.map(|OngoingOperation::Renew| "RENEW")
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn history_from_row(
+    operation_id: String,
+    operation: String,
+    from_state: Option<String>,
+    to_state: String,
+    reason_code: Option<String>,
+    reason: Option<String>,
+    actor: String,
+    correlation_id: String,
+    at: i64,
+) -> Result<HistoryEntry, StoreError> {
+    let state = |s: &str| CardState::parse(s).ok_or_else(|| corrupt("history state"));
+    Ok(HistoryEntry {
+        operation_id,
+        operation: OperationKind::parse(&operation).ok_or_else(|| corrupt("history operation"))?,
+        from_state: from_state.as_deref().map(state).transpose()?,
+        to_state: state(&to_state)?,
+        reason_code: reason_code.map(|r| ReasonCode::parse(&r).ok_or_else(|| corrupt("reason code"))).transpose()?,
+        reason,
+        actor,
+        correlation_id,
+        at: from_micros(at)?,
+    })
+}
+
+pub(crate) fn operation_from_row(
+    operation_id: String,
+    card_id: String,
+    operation: String,
+    status: String,
+    start_time: i64,
+    end_time: Option<i64>,
+    details: Option<String>,
+) -> Result<Operation, StoreError> {
+    Ok(Operation {
+        operation_id,
+        card_id: CardId::parse(card_id).map_err(corrupt)?,
+        kind: OperationKind::parse(&operation).ok_or_else(|| corrupt("operation"))?,
+        status: OperationStatus::parse(&status).ok_or_else(|| corrupt("operation status"))?,
+        start_time: from_micros(start_time)?,
+        end_time: end_time.map(from_micros).transpose()?,
+        details,
+    })
+}
+
+/// Implements [`CardTx`](cardplane_app::ports::CardTx) for `SqlTx<'_, $conn>`, like `impl_tx!`.
+macro_rules! impl_card_tx {
+    ($conn:ty) => {
+        #[async_trait::async_trait]
+        impl cardplane_app::ports::CardTx for $crate::repo::SqlTx<'_, $conn> {
+            async fn consumer(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                id: &cardplane_domain::ids::ConsumerId,
+            ) -> Result<Option<cardplane_domain::consumer::Consumer>, cardplane_app::ports::StoreError> {
+                let row: Option<(String, String, Option<String>, i64, i64)> = sqlx::query_as(
+                    "SELECT consumer_id, state, personal_information, created_at, updated_at FROM consumers \
+                     WHERE issuer_id = $1 AND consumer_id = $2",
+                )
+                .bind(issuer.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                row.map(|(id, state, info, created, updated)| {
+                    $crate::repo_cards::consumer_from_row(id, state, info, created, updated)
+                })
+                .transpose()
+            }
+
+            async fn put_consumer(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                consumer: &cardplane_domain::consumer::Consumer,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                use $crate::repo::micros;
+                sqlx::query(
+                    "INSERT INTO consumers (issuer_id, consumer_id, state, personal_information, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (issuer_id, consumer_id) DO UPDATE SET \
+                     state = excluded.state, personal_information = excluded.personal_information, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(issuer.as_str())
+                .bind(consumer.id.as_str())
+                .bind(consumer.state.as_str())
+                .bind(consumer.personal_information.as_ref().map($crate::repo_cards::personal_information_json))
+                .bind(micros(consumer.created_at))
+                .bind(micros(consumer.updated_at))
+                .execute(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                Ok(())
+            }
+
+            async fn card(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                id: &cardplane_domain::ids::CardId,
+            ) -> Result<Option<cardplane_app::ports::StoredCard>, cardplane_app::ports::StoreError> {
+                let query = concat!("SELECT ", $crate::repo_cards::card_columns!(), " FROM cards WHERE issuer_id = $1 AND card_id = $2");
+                let rows = sqlx::query(query)
+                    .bind(issuer.as_str())
+                    .bind(id.as_str())
+                    .fetch_all(&mut *self.conn)
+                    .await
+                    .map_err($crate::repo::backend)?;
+                Ok(self.cards_from_rows(rows)?.into_iter().next())
+            }
+
+            async fn cards_of_consumer(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                consumer: &cardplane_domain::ids::ConsumerId,
+            ) -> Result<Vec<cardplane_domain::card::Card>, cardplane_app::ports::StoreError> {
+                let query = concat!(
+                    "SELECT ", $crate::repo_cards::card_columns!(),
+                    " FROM cards WHERE issuer_id = $1 AND consumer_id = $2 ORDER BY created_at, card_id"
+                );
+                let rows = sqlx::query(query)
+                    .bind(issuer.as_str())
+                    .bind(consumer.as_str())
+                    .fetch_all(&mut *self.conn)
+                    .await
+                    .map_err($crate::repo::backend)?;
+                Ok(self.cards_from_rows(rows)?.into_iter().map(|stored| stored.card).collect())
+            }
+
+            async fn cards_with_pan(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                pan_fingerprint: &[u8],
+            ) -> Result<Vec<cardplane_domain::card::Card>, cardplane_app::ports::StoreError> {
+                let query = concat!(
+                    "SELECT ", $crate::repo_cards::card_columns!(),
+                    " FROM cards WHERE issuer_id = $1 AND pan_fingerprint = $2 ORDER BY created_at"
+                );
+                let rows = sqlx::query(query)
+                    .bind(issuer.as_str())
+                    .bind(pan_fingerprint)
+                    .fetch_all(&mut *self.conn)
+                    .await
+                    .map_err($crate::repo::backend)?;
+                Ok(self.cards_from_rows(rows)?.into_iter().map(|stored| stored.card).collect())
+            }
+
+            async fn put_card(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                card: &cardplane_domain::card::Card,
+                credentials: &cardplane_app::ports::VaultedCredentials,
+                accounts: Option<&str>,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                use $crate::repo::micros;
+                sqlx::query(
+                    "INSERT INTO cards (issuer_id, card_id, consumer_id, card_product_id, scheme, last4, pan_fingerprint, \
+                     credentials_sealed, state, suspended_for, ongoing_operation, origin, cardholder_name, \
+                     cardholder_name2, accounts, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                     ON CONFLICT (issuer_id, card_id) DO UPDATE SET consumer_id = excluded.consumer_id, \
+                     card_product_id = excluded.card_product_id, scheme = excluded.scheme, last4 = excluded.last4, \
+                     pan_fingerprint = excluded.pan_fingerprint, credentials_sealed = excluded.credentials_sealed, \
+                     state = excluded.state, suspended_for = excluded.suspended_for, \
+                     ongoing_operation = excluded.ongoing_operation, origin = excluded.origin, \
+                     cardholder_name = excluded.cardholder_name, cardholder_name2 = excluded.cardholder_name2, \
+                     accounts = excluded.accounts, created_at = excluded.created_at, updated_at = excluded.updated_at",
+                )
+                .bind(issuer.as_str())
+                .bind(card.id.as_str())
+                .bind(card.consumer_id.as_str())
+                .bind(card.product_id.as_str())
+                .bind(card.scheme.as_str())
+                .bind(credentials.last4.as_str())
+                .bind(credentials.pan_fingerprint.as_slice())
+                .bind(credentials.sealed.as_slice())
+                .bind(card.state.as_str())
+                .bind(card.suspended_for.map(|r| r.as_str()))
+                .bind($crate::repo_cards::ongoing(card))
+                .bind(card.origin.as_str())
+                .bind(card.cardholder_name.as_deref())
+                .bind(card.cardholder_name2.as_deref())
+                .bind(accounts)
+                .bind(micros(card.created_at))
+                .bind(micros(card.updated_at))
+                .execute(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                Ok(())
+            }
+
+            async fn update_card(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                card: &cardplane_domain::card::Card,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                sqlx::query(
+                    "UPDATE cards SET state = $1, suspended_for = $2, ongoing_operation = $3, updated_at = $4, \
+                     last4 = $5 WHERE issuer_id = $6 AND card_id = $7",
+                )
+                .bind(card.state.as_str())
+                .bind(card.suspended_for.map(|r| r.as_str()))
+                .bind($crate::repo_cards::ongoing(card))
+                .bind($crate::repo::micros(card.updated_at))
+                .bind(card.last4.as_str())
+                .bind(issuer.as_str())
+                .bind(card.id.as_str())
+                .execute(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                Ok(())
+            }
+
+            async fn is_pan_barred(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                pan_fingerprint: &[u8],
+            ) -> Result<bool, cardplane_app::ports::StoreError> {
+                let found: Option<(i64,)> =
+                    sqlx::query_as("SELECT barred_at FROM barred_pans WHERE issuer_id = $1 AND pan_fingerprint = $2")
+                        .bind(issuer.as_str())
+                        .bind(pan_fingerprint)
+                        .fetch_optional(&mut *self.conn)
+                        .await
+                        .map_err($crate::repo::backend)?;
+                Ok(found.is_some())
+            }
+
+            async fn bar_pan(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                pan_fingerprint: &[u8],
+                at: time::OffsetDateTime,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                sqlx::query(
+                    "INSERT INTO barred_pans (issuer_id, pan_fingerprint, barred_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (issuer_id, pan_fingerprint) DO NOTHING",
+                )
+                .bind(issuer.as_str())
+                .bind(pan_fingerprint)
+                .bind($crate::repo::micros(at))
+                .execute(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                Ok(())
+            }
+
+            async fn append_history(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                card: &cardplane_domain::ids::CardId,
+                entry: &cardplane_domain::operation::HistoryEntry,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                sqlx::query(
+                    "INSERT INTO card_history (issuer_id, card_id, operation_id, operation, from_state, to_state, \
+                     reason_code, reason, actor, correlation_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(issuer.as_str())
+                .bind(card.as_str())
+                .bind(entry.operation_id.as_str())
+                .bind(entry.operation.as_str())
+                .bind(entry.from_state.map(|s| s.as_str()))
+                .bind(entry.to_state.as_str())
+                .bind(entry.reason_code.map(|r| r.as_str()))
+                .bind(entry.reason.as_deref())
+                .bind(entry.actor.as_str())
+                .bind(entry.correlation_id.as_str())
+                .bind($crate::repo::micros(entry.at))
+                .execute(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                Ok(())
+            }
+
+            async fn history(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                card: &cardplane_domain::ids::CardId,
+            ) -> Result<Vec<cardplane_domain::operation::HistoryEntry>, cardplane_app::ports::StoreError> {
+                #[allow(clippy::type_complexity)]
+                let rows: Vec<(String, String, Option<String>, String, Option<String>, Option<String>, String, String, i64)> =
+                    sqlx::query_as(
+                        "SELECT operation_id, operation, from_state, to_state, reason_code, reason, actor, correlation_id, at \
+                         FROM card_history WHERE issuer_id = $1 AND card_id = $2 ORDER BY seq DESC",
+                    )
+                    .bind(issuer.as_str())
+                    .bind(card.as_str())
+                    .fetch_all(&mut *self.conn)
+                    .await
+                    .map_err($crate::repo::backend)?;
+                rows.into_iter()
+                    .map(|(id, op, from, to, code, reason, actor, correlation, at)| {
+                        $crate::repo_cards::history_from_row(id, op, from, to, code, reason, actor, correlation, at)
+                    })
+                    .collect()
+            }
+
+            async fn enqueue_operation(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                operation: &cardplane_domain::operation::Operation,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                use $crate::repo::micros;
+                sqlx::query(
+                    "INSERT INTO operations (issuer_id, operation_id, card_id, operation, status, start_time, end_time, \
+                     details, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(issuer.as_str())
+                .bind(operation.operation_id.as_str())
+                .bind(operation.card_id.as_str())
+                .bind(operation.kind.as_str())
+                .bind(operation.status.as_str())
+                .bind(micros(operation.start_time))
+                .bind(operation.end_time.map(micros))
+                .bind(operation.details.as_deref())
+                .bind(micros(operation.start_time))
+                .execute(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                Ok(())
+            }
+
+            async fn operations(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                card: Option<&cardplane_domain::ids::CardId>,
+            ) -> Result<Vec<cardplane_domain::operation::Operation>, cardplane_app::ports::StoreError> {
+                let rows: Vec<(String, String, String, String, i64, Option<i64>, Option<String>)> = sqlx::query_as(
+                    "SELECT operation_id, card_id, operation, status, start_time, end_time, details FROM operations \
+                     WHERE issuer_id = $1 AND ($2 IS NULL OR card_id = $2) ORDER BY seq",
+                )
+                .bind(issuer.as_str())
+                .bind(card.map(|c| c.as_str()))
+                .fetch_all(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                rows.into_iter()
+                    .map(|(id, card, op, status, start, end, details)| {
+                        $crate::repo_cards::operation_from_row(id, card, op, status, start, end, details)
+                    })
+                    .collect()
+            }
+
+            async fn claim_idempotency_key(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                route: &str,
+                key: &str,
+                claim: &cardplane_app::ports::IdempotencyRecord,
+                expired_before: time::OffsetDateTime,
+            ) -> Result<Option<cardplane_app::ports::IdempotencyRecord>, cardplane_app::ports::StoreError> {
+                use $crate::repo::{backend, micros};
+                sqlx::query("DELETE FROM idempotency_keys WHERE issuer_id = $1 AND route = $2 AND key = $3 AND created_at < $4")
+                    .bind(issuer.as_str())
+                    .bind(route)
+                    .bind(key)
+                    .bind(micros(expired_before))
+                    .execute(&mut *self.conn)
+                    .await
+                    .map_err(backend)?;
+                let claimed = sqlx::query(
+                    "INSERT INTO idempotency_keys (issuer_id, route, key, request_hash, outcome, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (issuer_id, route, key) DO NOTHING",
+                )
+                .bind(issuer.as_str())
+                .bind(route)
+                .bind(key)
+                .bind(claim.request_hash.as_slice())
+                .bind(claim.outcome.as_str())
+                .bind(micros(claim.created_at))
+                .execute(&mut *self.conn)
+                .await
+                .map_err(backend)?;
+                if claimed.rows_affected() == 1 {
+                    return Ok(None);
+                }
+                let row: Option<(Vec<u8>, String, i64)> = sqlx::query_as(
+                    "SELECT request_hash, outcome, created_at FROM idempotency_keys \
+                     WHERE issuer_id = $1 AND route = $2 AND key = $3",
+                )
+                .bind(issuer.as_str())
+                .bind(route)
+                .bind(key)
+                .fetch_optional(&mut *self.conn)
+                .await
+                .map_err(backend)?;
+                row.map(|(request_hash, outcome, created_at)| {
+                    Ok(cardplane_app::ports::IdempotencyRecord {
+                        request_hash,
+                        outcome,
+                        created_at: $crate::repo::from_micros(created_at)?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn complete_idempotency_key(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                route: &str,
+                key: &str,
+                outcome: &str,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                sqlx::query("UPDATE idempotency_keys SET outcome = $1 WHERE issuer_id = $2 AND route = $3 AND key = $4")
+                    .bind(outcome)
+                    .bind(issuer.as_str())
+                    .bind(route)
+                    .bind(key)
+                    .execute(&mut *self.conn)
+                    .await
+                    .map_err($crate::repo::backend)?;
+                Ok(())
+            }
+        }
+
+        impl $crate::repo::SqlTx<'_, $conn> {
+            fn cards_from_rows(
+                &self,
+                rows: Vec<<<$conn as sqlx::Connection>::Database as sqlx::Database>::Row>,
+            ) -> Result<Vec<cardplane_app::ports::StoredCard>, cardplane_app::ports::StoreError> {
+                use sqlx::Row;
+                rows.into_iter()
+                    .map(|row| {
+                        let row = $crate::repo_cards::CardRow {
+                            card_id: row.try_get("card_id")?,
+                            consumer_id: row.try_get("consumer_id")?,
+                            card_product_id: row.try_get("card_product_id")?,
+                            scheme: row.try_get("scheme")?,
+                            last4: row.try_get("last4")?,
+                            pan_fingerprint: row.try_get("pan_fingerprint")?,
+                            credentials_sealed: row.try_get("credentials_sealed")?,
+                            state: row.try_get("state")?,
+                            suspended_for: row.try_get("suspended_for")?,
+                            ongoing_operation: row.try_get("ongoing_operation")?,
+                            origin: row.try_get("origin")?,
+                            cardholder_name: row.try_get("cardholder_name")?,
+                            cardholder_name2: row.try_get("cardholder_name2")?,
+                            created_at: row.try_get("created_at")?,
+                            updated_at: row.try_get("updated_at")?,
+                        };
+                        Ok::<_, sqlx::Error>(row)
+                    })
+                    .map(|row| {
+                        $crate::repo_cards::card_from_row(row.map_err($crate::repo::backend)?, self.vault)
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+
+pub(crate) use impl_card_tx;
