@@ -355,3 +355,124 @@ async fn card_data_never_appears_in_logs_answers_or_the_database() {
         assert!(!find(&raw, secret), "{secret} in a database file");
     }
 }
+
+/// What was acknowledged survives `kill -9`: every card answered 204 is there after a restart, with
+/// the notification its change queued (they are written in one transaction).
+async fn acknowledged_writes_survive_kill_9(backend: Backend) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use serde_json::json;
+
+    let db = TestDatabase::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let command = || {
+        let mut command = cardplane(dir.path());
+        if backend == Backend::Postgres {
+            command.env("CARDPLANE_DATABASE_URL", &db.url).env("CARDPLANE_MASTER_KEY", "ef".repeat(32));
+        }
+        command
+    };
+    let mut served = Served::start(command()).await.expect("serves");
+    let client = reqwest::Client::new();
+    let key = SigningKey::generate();
+    let onboarded: Value = client
+        .put(format!("{}/admin/v1/issuers/CRASH00001", served.base))
+        .json(&json!({"name": "Crash Bank", "assertionKeys": [{"kid": "k", "jwk": key.public_jwk()}],
+            "cardProducts": [{"cardProductId": "VISA", "scheme": "VISA", "authorisationMode": "NONE"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwk = onboarded["encryptionKeys"][0].clone();
+    let point =
+        [vec![4u8], B64.decode(jwk["x"].as_str().unwrap()).unwrap(), B64.decode(jwk["y"].as_str().unwrap()).unwrap()]
+            .concat();
+    let recipient = cardplane_domain::keys::P256PublicKey::from_sec1(&point).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let assertion = key.sign("k", &json!({"iss": "CRASH00001", "sub": "CRASH00001", "exp": now + 300}));
+    let token: Value = client
+        .post(format!("{}/authz/v1/oauth2/token", served.base))
+        .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+
+    // Distinct Luhn-valid Visa PANs: 4 + 14 digits of the counter + check digit.
+    let pan = |n: u64| {
+        let body = format!("4{n:014}");
+        format!("{body}{}", cardplane_domain::credentials::luhn_check_digit(&body))
+    };
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for writer in 0..8u64 {
+        let (client, base, token, jwk, recipient, acknowledged) =
+            (client.clone(), served.base.clone(), token.clone(), jwk.clone(), recipient.clone(), acknowledged.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..10_000u64 {
+                let n = writer * 100_000 + i;
+                let data = json!({"pan": pan(n), "exp": "1230"}).to_string();
+                let jwe = cardplane_jose::jwe::encrypt(data.as_bytes(), &recipient, jwk["kid"].as_str().unwrap());
+                let sent = client
+                    .put(format!("{base}/banking/v2/issuers/CRASH00001/cards/card-{n}"))
+                    .bearer_auth(&token)
+                    .json(&json!({"consumerId": "c", "cardProductId": "VISA", "encryptedData": jwe}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 204 => acknowledged.lock().unwrap().push(n),
+                    _ => break, // the server is gone
+                }
+            }
+        }));
+    }
+    while acknowledged.lock().unwrap().len() < 150 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let pid = served.child.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    served.child.wait().await.unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    let served = Served::start(command()).await.expect("restarts after kill -9");
+    let notifications: Value = client
+        .get(format!("{}/admin/v1/issuers/CRASH00001/notifications", served.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let notified: std::collections::HashSet<&str> =
+        notifications["notifications"].as_array().unwrap().iter().map(|n| n["cardId"].as_str().unwrap()).collect();
+    for n in &acknowledged {
+        let card = client
+            .get(format!("{}/banking/v2/issuers/CRASH00001/cards/card-{n}", served.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(card.status(), 200, "acknowledged card-{n} was lost");
+        assert!(notified.contains(format!("card-{n}").as_str()), "the notification of card-{n} was lost");
+    }
+    assert!(acknowledged.len() >= 150);
+    served.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9_on_sqlite() {
+    acknowledged_writes_survive_kill_9(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9_on_postgres() {
+    acknowledged_writes_survive_kill_9(Backend::Postgres).await;
+}
