@@ -225,11 +225,58 @@ async fn issuer_commands_on_postgres() {
     issuer_commands_on(Backend::Postgres).await;
 }
 
+/// An issuer onboarded on a running binary, as its backend holds it: a token and the key to
+/// encrypt card data to.
+struct OnboardedBank {
+    token: String,
+    recipient: cardplane_domain::keys::P256PublicKey,
+    kid: String,
+}
+
+impl OnboardedBank {
+    async fn onboard(client: &reqwest::Client, base: &str, issuer: &str, product: serde_json::Value) -> Self {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        use serde_json::json;
+        let key = SigningKey::generate();
+        let onboarded: Value = client
+            .put(format!("{base}/admin/v1/issuers/{issuer}"))
+            .json(&json!({"name": issuer, "assertionKeys": [{"kid": "k", "jwk": key.public_jwk()}], "cardProducts": [product]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let jwk = &onboarded["encryptionKeys"][0];
+        let coordinate = |c: &str| B64.decode(jwk[c].as_str().unwrap()).unwrap();
+        let point = [vec![4u8], coordinate("x"), coordinate("y")].concat();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let assertion = key.sign("k", &json!({"iss": issuer, "sub": issuer, "exp": now + 300}));
+        let token: Value = client
+            .post(format!("{base}/authz/v1/oauth2/token"))
+            .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        OnboardedBank {
+            token: token["access_token"].as_str().unwrap().to_owned(),
+            recipient: cardplane_domain::keys::P256PublicKey::from_sec1(&point).unwrap(),
+            kid: jwk["kid"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    fn encrypt(&self, plaintext: &serde_json::Value) -> String {
+        cardplane_jose::jwe::encrypt(plaintext.to_string().as_bytes(), &self.recipient, &self.kid)
+    }
+}
+
 /// Card data never reaches a log line, an answer, or a database file in clear.
 #[tokio::test]
 async fn card_data_never_appears_in_logs_answers_or_the_database() {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use serde_json::json;
 
     const PANS: [&str; 4] = ["4556737586899855", "4916338506082832", "4539578763621486", "4556737586899856"];
@@ -241,39 +288,11 @@ async fn card_data_never_appears_in_logs_answers_or_the_database() {
     let url = |path: &str| format!("{}{path}", served.base);
     let mut answers = String::new();
 
-    let key = SigningKey::generate();
-    let onboarded: Value = client
-        .put(url("/admin/v1/issuers/SECRET0001"))
-        .json(&json!({"name": "Secret Bank", "assertionKeys": [{"kid": "k", "jwk": key.public_jwk()}],
-            "cardProducts": [{"cardProductId": "VISA", "scheme": "VISA", "authorisationMode": "NONE"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let jwk = &onboarded["encryptionKeys"][0];
-    let point =
-        [vec![4u8], B64.decode(jwk["x"].as_str().unwrap()).unwrap(), B64.decode(jwk["y"].as_str().unwrap()).unwrap()]
-            .concat();
-    let recipient = cardplane_domain::keys::P256PublicKey::from_sec1(&point).unwrap();
-    let encrypt = |pan: &str, exp: &str| {
-        let plaintext = json!({"pan": pan, "exp": exp, "cvv": "987", "name": "ZED SECRETNAME"}).to_string();
-        cardplane_jose::jwe::encrypt(plaintext.as_bytes(), &recipient, jwk["kid"].as_str().unwrap())
-    };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let assertion = key.sign("k", &json!({"iss": "SECRET0001", "sub": "SECRET0001", "exp": now + 300}));
-    let token: Value = client
-        .post(url("/authz/v1/oauth2/token"))
-        .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
-
+    let product = json!({"cardProductId": "VISA", "scheme": "VISA", "authorisationMode": "NONE"});
+    let bank = OnboardedBank::onboard(&client, &served.base, "SECRET0001", product).await;
+    let token = bank.token.clone();
+    let encrypt =
+        |pan: &str, exp: &str| bank.encrypt(&json!({"pan": pan, "exp": exp, "cvv": "987", "name": "ZED SECRETNAME"}));
     let calls: Vec<(reqwest::Method, &str, Value)> = vec![
         (
             reqwest::Method::PUT,
@@ -359,8 +378,6 @@ async fn card_data_never_appears_in_logs_answers_or_the_database() {
 /// What was acknowledged survives `kill -9`: every card answered 204 is there after a restart, with
 /// the notification its change queued (they are written in one transaction).
 async fn acknowledged_writes_survive_kill_9(backend: Backend) {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use serde_json::json;
 
     let db = TestDatabase::new(backend).await;
@@ -374,34 +391,9 @@ async fn acknowledged_writes_survive_kill_9(backend: Backend) {
     };
     let mut served = Served::start(command()).await.expect("serves");
     let client = reqwest::Client::new();
-    let key = SigningKey::generate();
-    let onboarded: Value = client
-        .put(format!("{}/admin/v1/issuers/CRASH00001", served.base))
-        .json(&json!({"name": "Crash Bank", "assertionKeys": [{"kid": "k", "jwk": key.public_jwk()}],
-            "cardProducts": [{"cardProductId": "VISA", "scheme": "VISA", "authorisationMode": "NONE"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let jwk = onboarded["encryptionKeys"][0].clone();
-    let point =
-        [vec![4u8], B64.decode(jwk["x"].as_str().unwrap()).unwrap(), B64.decode(jwk["y"].as_str().unwrap()).unwrap()]
-            .concat();
-    let recipient = cardplane_domain::keys::P256PublicKey::from_sec1(&point).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let assertion = key.sign("k", &json!({"iss": "CRASH00001", "sub": "CRASH00001", "exp": now + 300}));
-    let token: Value = client
-        .post(format!("{}/authz/v1/oauth2/token", served.base))
-        .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
+    let product = json!({"cardProductId": "VISA", "scheme": "VISA", "authorisationMode": "NONE"});
+    let bank = std::sync::Arc::new(OnboardedBank::onboard(&client, &served.base, "CRASH00001", product).await);
+    let token = bank.token.clone();
 
     // Distinct Luhn-valid Visa PANs: 4 + 14 digits of the counter + check digit.
     let pan = |n: u64| {
@@ -411,16 +403,15 @@ async fn acknowledged_writes_survive_kill_9(backend: Backend) {
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut writers = Vec::new();
     for writer in 0..8u64 {
-        let (client, base, token, jwk, recipient, acknowledged) =
-            (client.clone(), served.base.clone(), token.clone(), jwk.clone(), recipient.clone(), acknowledged.clone());
+        let (client, base, bank, acknowledged) =
+            (client.clone(), served.base.clone(), bank.clone(), acknowledged.clone());
         writers.push(tokio::spawn(async move {
             for i in 0..10_000u64 {
                 let n = writer * 100_000 + i;
-                let data = json!({"pan": pan(n), "exp": "1230"}).to_string();
-                let jwe = cardplane_jose::jwe::encrypt(data.as_bytes(), &recipient, jwk["kid"].as_str().unwrap());
+                let jwe = bank.encrypt(&json!({"pan": pan(n), "exp": "1230"}));
                 let sent = client
                     .put(format!("{base}/banking/v2/issuers/CRASH00001/cards/card-{n}"))
-                    .bearer_auth(&token)
+                    .bearer_auth(&bank.token)
                     .json(&json!({"consumerId": "c", "cardProductId": "VISA", "encryptedData": jwe}))
                     .send()
                     .await;
