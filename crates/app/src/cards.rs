@@ -5,7 +5,7 @@
 
 use crate::consumers::{active_consumer, ensure_consumer};
 use crate::context::{Done, Outcome, RequestContext, claim, complete};
-use crate::error::Refusal;
+use crate::error::{Refusal, conflict};
 use crate::ports::{StoreExt, StoredEncryptionKey, Tx, VaultedCredentials};
 use crate::{AppError, Platform};
 use cardplane_domain::FieldError;
@@ -233,7 +233,12 @@ impl Platform {
                         created_at: now,
                         updated_at: now,
                     };
-                    tx.put_card(&ctx.issuer, &card, &vaulted, None).await?;
+                    let on_conflict = conflict(&card.id);
+                    if existing.is_some() {
+                        tx.rewrite_card(&ctx.issuer, &card, &vaulted).await.map_err(on_conflict)?;
+                    } else {
+                        tx.insert_card(&ctx.issuer, &card, &vaulted, None).await.map_err(on_conflict)?;
+                    }
                     let change = CardChange { before: None, after: &card, command: None, reason: None, details: None };
                     record_change(tx, &ctx, now, change).await?;
                     complete(tx, &ctx, &None).await?;
@@ -320,7 +325,9 @@ impl Platform {
                         created_at: now,
                         updated_at: now,
                     };
-                    tx.put_card(&ctx.issuer, &card, &vaulted, Some(&request.accounts)).await?;
+                    tx.insert_card(&ctx.issuer, &card, &vaulted, Some(&request.accounts))
+                        .await
+                        .map_err(conflict(&card.id))?;
                     let change = CardChange { before: None, after: &card, command: None, reason: None, details: None };
                     record_change(tx, &ctx, now, change).await?;
                     let outcome = Some(card_id.to_string());
@@ -441,7 +448,7 @@ impl Platform {
                             let moved_to = request.new_card_id.clone().filter(|id| id != &card.id);
                             match moved_to {
                                 None => {
-                                    tx.put_card(&ctx.issuer, &next, vaulted, None).await?;
+                                    tx.rewrite_card(&ctx.issuer, &next, vaulted).await.map_err(conflict(&next.id))?;
                                     let change = CardChange {
                                         before: Some(&card),
                                         after: &next,
@@ -469,7 +476,9 @@ impl Platform {
                                         Card { id: new_id.clone(), created_at: now, ..next.clone() }
                                     };
                                     tx.update_card(&ctx.issuer, &old).await?;
-                                    tx.put_card(&ctx.issuer, &successor, vaulted, None).await?;
+                                    tx.insert_card(&ctx.issuer, &successor, vaulted, None)
+                                        .await
+                                        .map_err(conflict(&successor.id))?;
                                     let details = Some(new_card_details(&new_id));
                                     let change = CardChange {
                                         before: Some(&card),

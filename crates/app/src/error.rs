@@ -1,6 +1,6 @@
 //! How a use case fails.
 
-use crate::ports::StoreError;
+use crate::ports::{Conflict, StoreError};
 use cardplane_domain::FieldError;
 use cardplane_domain::auth::AssertionRefusal;
 use cardplane_domain::card::CardRefusal;
@@ -72,5 +72,14 @@ impl From<Refusal> for AppError {
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
         AppError::Unexpected(anyhow::Error::new(error))
+    }
+}
+
+/// Maps a write's uniqueness conflict to what the caller is told; other store errors stay faults.
+pub(crate) fn conflict(card_id: &CardId) -> impl Fn(StoreError) -> AppError + '_ {
+    move |error| match error {
+        StoreError::Conflict(Conflict::CardId) => Refusal::CardIdInUse(card_id.clone()).into(),
+        StoreError::Conflict(Conflict::LivePan) => Refusal::PanAlreadyRegistered.into(),
+        other => other.into(),
     }
 }

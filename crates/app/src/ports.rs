@@ -34,6 +34,18 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
+    /// A write broke a uniqueness rule the database enforces (a concurrent request got there first).
+    #[error("a uniqueness rule was broken: {0:?}")]
+    Conflict(Conflict),
+}
+
+/// Which uniqueness rule a write broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// The cardId is taken.
+    CardId,
+    /// Another live card carries the PAN.
+    LivePan,
 }
 
 /// An encryption key as stored: its public half and its private half sealed by the [`KeyVault`].
@@ -97,13 +109,22 @@ pub trait CardTx: Send {
     async fn cards_of_consumer(&mut self, issuer: &IssuerId, consumer: &ConsumerId) -> Result<Vec<Card>, StoreError>;
     /// Every card of the issuer carrying this PAN, in any state.
     async fn cards_with_pan(&mut self, issuer: &IssuerId, pan_fingerprint: &[u8]) -> Result<Vec<Card>, StoreError>;
-    /// Inserts or replaces the card with its credentials (and, for created cards, its accounts).
-    async fn put_card(
+    /// Inserts a new card with its credentials (and, for created cards, its accounts). Fails with
+    /// [`StoreError::Conflict`] when the cardId is taken or another live card has the PAN.
+    async fn insert_card(
         &mut self,
         issuer: &IssuerId,
         card: &Card,
         credentials: &VaultedCredentials,
         accounts: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Rewrites an existing card whole, credentials included (renewal; reuse of a final card's id).
+    /// Fails with [`StoreError::Conflict`] when another live card has the PAN.
+    async fn rewrite_card(
+        &mut self,
+        issuer: &IssuerId,
+        card: &Card,
+        credentials: &VaultedCredentials,
     ) -> Result<(), StoreError>;
     /// Updates the card's state and settings; its credentials stay as they are.
     async fn update_card(&mut self, issuer: &IssuerId, card: &Card) -> Result<(), StoreError>;

@@ -1,7 +1,7 @@
 //! The consumer and card queries, written once for both backends (see [`crate::repo`]).
 
 use crate::repo::{corrupt, from_micros};
-use cardplane_app::ports::{CardDataVault, StoreError, StoredCard};
+use cardplane_app::ports::{CardDataVault, Conflict, StoreError, StoredCard};
 use cardplane_domain::card::{Card, CardOrigin, CardState, OngoingOperation, OperationKind, ReasonCode};
 use cardplane_domain::consumer::{Address, Consumer, ConsumerState, PersonalInformation};
 use cardplane_domain::ids::{CardId, CardProductId, ConsumerId};
@@ -154,6 +154,24 @@ pub(crate) fn card_from_row(row: CardRow, vault: &dyn CardDataVault) -> Result<S
     Ok(StoredCard { card, pan_fingerprint: row.pan_fingerprint })
 }
 
+/// A failed card write: a broken uniqueness rule is a [`Conflict`], anything else a fault.
+///
+/// PostgreSQL names the constraint; SQLite names the columns in its message.
+pub(crate) fn card_write_error(error: sqlx::Error) -> StoreError {
+    if let Some(database) = error.as_database_error()
+        && database.is_unique_violation()
+    {
+        let what = database.constraint().map_or_else(|| database.message().to_owned(), str::to_owned);
+        if what.contains("cards_live_pan") || what.contains("pan_fingerprint") {
+            return StoreError::Conflict(Conflict::LivePan);
+        }
+        if what.contains("cards_pkey") || what.contains("cards.card_id") {
+            return StoreError::Conflict(Conflict::CardId);
+        }
+    }
+    crate::repo::backend(error)
+}
+
 pub(crate) fn ongoing(card: &Card) -> Option<&'static str> {
     card.ongoing.map(|OngoingOperation::Renew| "RENEW")
 }
@@ -304,7 +322,7 @@ macro_rules! impl_card_tx {
                 Ok(self.cards_from_rows(rows)?.into_iter().map(|stored| stored.card).collect())
             }
 
-            async fn put_card(
+            async fn insert_card(
                 &mut self,
                 issuer: &cardplane_domain::ids::IssuerId,
                 card: &cardplane_domain::card::Card,
@@ -316,14 +334,7 @@ macro_rules! impl_card_tx {
                     "INSERT INTO cards (issuer_id, card_id, consumer_id, card_product_id, scheme, last4, pan_fingerprint, \
                      credentials_sealed, state, suspended_for, ongoing_operation, origin, cardholder_name, \
                      cardholder_name2, accounts, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-                     ON CONFLICT (issuer_id, card_id) DO UPDATE SET consumer_id = excluded.consumer_id, \
-                     card_product_id = excluded.card_product_id, scheme = excluded.scheme, last4 = excluded.last4, \
-                     pan_fingerprint = excluded.pan_fingerprint, credentials_sealed = excluded.credentials_sealed, \
-                     state = excluded.state, suspended_for = excluded.suspended_for, \
-                     ongoing_operation = excluded.ongoing_operation, origin = excluded.origin, \
-                     cardholder_name = excluded.cardholder_name, cardholder_name2 = excluded.cardholder_name2, \
-                     accounts = excluded.accounts, created_at = excluded.created_at, updated_at = excluded.updated_at",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
                 )
                 .bind(issuer.as_str())
                 .bind(card.id.as_str())
@@ -344,7 +355,42 @@ macro_rules! impl_card_tx {
                 .bind(micros(card.updated_at))
                 .execute(&mut *self.conn)
                 .await
-                .map_err($crate::repo::backend)?;
+                .map_err($crate::repo_cards::card_write_error)?;
+                Ok(())
+            }
+
+            async fn rewrite_card(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                card: &cardplane_domain::card::Card,
+                credentials: &cardplane_app::ports::VaultedCredentials,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                use $crate::repo::micros;
+                sqlx::query(
+                    "UPDATE cards SET consumer_id = $1, card_product_id = $2, scheme = $3, last4 = $4, \
+                     pan_fingerprint = $5, credentials_sealed = $6, state = $7, suspended_for = $8, \
+                     ongoing_operation = $9, origin = $10, cardholder_name = $11, cardholder_name2 = $12, \
+                     created_at = $13, updated_at = $14 WHERE issuer_id = $15 AND card_id = $16",
+                )
+                .bind(card.consumer_id.as_str())
+                .bind(card.product_id.as_str())
+                .bind(card.scheme.as_str())
+                .bind(credentials.last4.as_str())
+                .bind(credentials.pan_fingerprint.as_slice())
+                .bind(credentials.sealed.as_slice())
+                .bind(card.state.as_str())
+                .bind(card.suspended_for.map(|r| r.as_str()))
+                .bind($crate::repo_cards::ongoing(card))
+                .bind(card.origin.as_str())
+                .bind(card.cardholder_name.as_deref())
+                .bind(card.cardholder_name2.as_deref())
+                .bind(micros(card.created_at))
+                .bind(micros(card.updated_at))
+                .bind(issuer.as_str())
+                .bind(card.id.as_str())
+                .execute(&mut *self.conn)
+                .await
+                .map_err($crate::repo_cards::card_write_error)?;
                 Ok(())
             }
 

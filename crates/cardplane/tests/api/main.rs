@@ -6,4 +6,5 @@ mod binary;
 mod cards;
 mod isolation;
 mod onboarding;
+mod races;
 mod support;
