@@ -37,6 +37,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub struct ApiState {
     pub platform: Platform,
     pub admin: admin::AdminAccess,
+    /// Whether the sandbox calls (such as digitizing a card) are open.
+    pub sandbox: bool,
 }
 
 /// The whole HTTP surface.

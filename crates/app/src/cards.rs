@@ -9,8 +9,9 @@ use crate::error::{Refusal, conflict};
 use crate::ports::{StoreExt, StoredEncryptionKey, Tx, VaultedCredentials};
 use crate::{AppError, Platform};
 use cardplane_domain::FieldError;
-use cardplane_domain::card::{Card, CardCommand, CardOrigin, InitialState, OperationKind, ReasonCode};
+use cardplane_domain::card::{Card, CardCommand, CardOrigin, CardState, InitialState, OperationKind, ReasonCode};
 use cardplane_domain::credentials::{CardCredentials, Cvv, Expiry, Pan};
+use cardplane_domain::digital_card::{DigitalCard, DigitalCardId, DigitalCardState, Wallet};
 use cardplane_domain::ids::{CardId, CardProductId, ConsumerId, IssuerId};
 use cardplane_domain::issuer::Issuer;
 use cardplane_domain::operation::{HistoryEntry, Operation, OperationStatus};
@@ -56,10 +57,33 @@ pub struct CardOperation {
 pub(crate) struct CardChange<'a> {
     pub before: Option<&'a Card>,
     pub after: &'a Card,
-    /// `None` for register/create (the kind is then derived from the card's origin).
-    pub command: Option<&'a CardCommand>,
+    pub kind: OperationKind,
+    pub reason_code: Option<ReasonCode>,
     pub reason: Option<String>,
     pub details: Option<String>,
+}
+
+impl<'a> CardChange<'a> {
+    /// A life-cycle command that took `before` to `after`.
+    pub fn of(before: &'a Card, after: &'a Card, command: &CardCommand, reason: Option<String>) -> Self {
+        Self {
+            before: Some(before),
+            after,
+            kind: command.kind(),
+            reason_code: Some(command.reason()),
+            reason,
+            details: None,
+        }
+    }
+
+    /// A card that came to be, by register or create.
+    pub fn new_card(card: &'a Card) -> Self {
+        let kind = match card.origin {
+            CardOrigin::Registered => OperationKind::Register,
+            CardOrigin::Created => OperationKind::Create,
+        };
+        Self { before: None, after: card, kind, reason_code: None, reason: None, details: None }
+    }
 }
 
 /// Writes the history line and the outbox operation of a change.
@@ -70,17 +94,13 @@ pub(crate) async fn record_change(
     change: CardChange<'_>,
 ) -> Result<String, AppError> {
     let operation_id = uuid::Uuid::new_v4().simple().to_string();
-    let kind = match (change.command, change.after.origin) {
-        (Some(command), _) => command.kind(),
-        (None, CardOrigin::Registered) => OperationKind::Register,
-        (None, CardOrigin::Created) => OperationKind::Create,
-    };
+    let kind = change.kind;
     let entry = HistoryEntry {
         operation_id: operation_id.clone(),
         operation: kind,
         from_state: change.before.map(|card| card.state),
         to_state: change.after.state,
-        reason_code: change.command.map(CardCommand::reason),
+        reason_code: change.reason_code,
         reason: change.reason,
         actor: ctx.actor.clone(),
         correlation_id: ctx.correlation_id.clone(),
@@ -239,7 +259,7 @@ impl Platform {
                     } else {
                         tx.insert_card(&ctx.issuer, &card, &vaulted, None).await.map_err(on_conflict)?;
                     }
-                    let change = CardChange { before: None, after: &card, command: None, reason: None, details: None };
+                    let change = CardChange::new_card(&card);
                     record_change(tx, &ctx, now, change).await?;
                     complete(tx, &ctx, &None).await?;
                     Ok(Done { value: None, replayed: false })
@@ -328,7 +348,7 @@ impl Platform {
                     tx.insert_card(&ctx.issuer, &card, &vaulted, Some(&request.accounts))
                         .await
                         .map_err(conflict(&card.id))?;
-                    let change = CardChange { before: None, after: &card, command: None, reason: None, details: None };
+                    let change = CardChange::new_card(&card);
                     record_change(tx, &ctx, now, change).await?;
                     let outcome = Some(card_id.to_string());
                     complete(tx, &ctx, &outcome).await?;
@@ -433,7 +453,9 @@ impl Platform {
                             }
                         }
                         OperationKind::Replace => CardCommand::Replace { reason },
-                        OperationKind::Register | OperationKind::Create => unreachable!("not a life-cycle operation"),
+                        OperationKind::Register | OperationKind::Create | OperationKind::Digitize => {
+                            unreachable!("not a life-cycle operation")
+                        }
                     };
                     let next = card.apply(&command, now).map_err(Refusal::Card)?;
                     match (request.kind, &new_credentials) {
@@ -449,13 +471,7 @@ impl Platform {
                             match moved_to {
                                 None => {
                                     tx.rewrite_card(&ctx.issuer, &next, vaulted).await.map_err(conflict(&next.id))?;
-                                    let change = CardChange {
-                                        before: Some(&card),
-                                        after: &next,
-                                        command: Some(&command),
-                                        reason: request.reason.clone(),
-                                        details: None,
-                                    };
+                                    let change = CardChange::of(&card, &next, &command, request.reason.clone());
                                     record_change(tx, &ctx, now, change).await?;
                                 }
                                 Some(new_id) => {
@@ -476,16 +492,15 @@ impl Platform {
                                         Card { id: new_id.clone(), created_at: now, ..next.clone() }
                                     };
                                     tx.update_card(&ctx.issuer, &old).await?;
+                                    // The wallets' tokens follow the card to its new id [D1].
+                                    tx.relink_digital_cards(&ctx.issuer, &card.id, &new_id, now).await?;
                                     tx.insert_card(&ctx.issuer, &successor, vaulted, None)
                                         .await
                                         .map_err(conflict(&successor.id))?;
                                     let details = Some(new_card_details(&new_id));
                                     let change = CardChange {
-                                        before: Some(&card),
-                                        after: &old,
-                                        command: Some(&command),
-                                        reason: request.reason.clone(),
                                         details,
+                                        ..CardChange::of(&card, &old, &command, request.reason.clone())
                                     };
                                     record_change(tx, &ctx, now, change).await?;
                                     let entry = HistoryEntry {
@@ -509,30 +524,92 @@ impl Platform {
                         (OperationKind::Delete, _) => {
                             tx.update_card(&ctx.issuer, &next).await?;
                             tx.bar_pan(&ctx.issuer, &stored.pan_fingerprint, now).await?;
-                            let change = CardChange {
-                                before: Some(&card),
-                                after: &next,
-                                command: Some(&command),
-                                reason: request.reason.clone(),
-                                details: None,
-                            };
+                            tx.delete_digital_cards(&ctx.issuer, &card.id, now).await?;
+                            let change = CardChange::of(&card, &next, &command, request.reason.clone());
                             record_change(tx, &ctx, now, change).await?;
                         }
                         _ => {
                             tx.update_card(&ctx.issuer, &next).await?;
-                            let change = CardChange {
-                                before: Some(&card),
-                                after: &next,
-                                command: Some(&command),
-                                reason: request.reason.clone(),
-                                details: None,
-                            };
+                            let change = CardChange::of(&card, &next, &command, request.reason.clone());
                             record_change(tx, &ctx, now, change).await?;
                         }
                     }
                     complete(tx, &ctx, &None).await?;
                     tracing::info!(card = %card_id, operation = request.kind.as_str(), "card operation");
                     Ok(Done { value: None, replayed: false })
+                })
+            })
+            .await
+    }
+}
+
+impl Platform {
+    /// Digitizes a card into a wallet (push provisioning, a sandbox call [ours]): a new digital card
+    /// linked to it, and a `DIGITIZE` notification. Only an active card can be digitized.
+    pub async fn digitize_card(
+        &self,
+        ctx: RequestContext,
+        card_id: CardId,
+        wallet: Wallet,
+        device: String,
+    ) -> Result<Done<Outcome>, AppError> {
+        let now = self.clock.now();
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    if let Some(replay) = claim(tx, &ctx, now).await? {
+                        return Ok(replay);
+                    }
+                    let card = tx
+                        .card(&ctx.issuer, &card_id)
+                        .await?
+                        .ok_or_else(|| Refusal::CardNotFound(card_id.clone()))?
+                        .card;
+                    if card.state != CardState::Active {
+                        return Err(Refusal::OperationNotAllowed(format!(
+                            "DIGITIZE is not allowed on a card in state {}",
+                            card.state
+                        ))
+                        .into());
+                    }
+                    let id = DigitalCardId::parse(format!("dc-{}", uuid::Uuid::new_v4().simple())).expect("a valid id");
+                    let digital_card = DigitalCard {
+                        id: id.clone(),
+                        card_id: card.id.clone(),
+                        wallet,
+                        device,
+                        state: DigitalCardState::Active,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    tx.insert_digital_card(&ctx.issuer, &digital_card).await?;
+                    let details = format!(r#"{{"digitalCardId":"{}","wallet":"{}"}}"#, id.as_str(), wallet.as_str());
+                    let change = CardChange {
+                        before: Some(&card),
+                        after: &card,
+                        kind: OperationKind::Digitize,
+                        reason_code: None,
+                        reason: None,
+                        details: Some(details),
+                    };
+                    record_change(tx, &ctx, now, change).await?;
+                    let outcome = Some(id.as_str().to_owned());
+                    complete(tx, &ctx, &outcome).await?;
+                    Ok(Done { value: outcome, replayed: false })
+                })
+            })
+            .await
+    }
+
+    /// The digital cards linked to a card, deleted ones included.
+    pub async fn digital_cards(&self, ctx: RequestContext, card_id: CardId) -> Result<Vec<DigitalCard>, AppError> {
+        self.store
+            .read(move |tx| {
+                Box::pin(async move {
+                    if tx.card(&ctx.issuer, &card_id).await?.is_none() {
+                        return Err(Refusal::CardNotFound(card_id).into());
+                    }
+                    Ok(tx.digital_cards(&ctx.issuer, &card_id).await?)
                 })
             })
             .await

@@ -140,13 +140,8 @@ impl Platform {
                             .ok_or_else(|| Refusal::CardNotFound(card.id.clone()))?;
                         tx.update_card(&ctx.issuer, &deleted).await?;
                         tx.bar_pan(&ctx.issuer, &stored.pan_fingerprint, now).await?;
-                        let change = CardChange {
-                            before: Some(&card),
-                            after: &deleted,
-                            command: Some(&command),
-                            reason: reason.clone(),
-                            details: None,
-                        };
+                        tx.delete_digital_cards(&ctx.issuer, &card.id, now).await?;
+                        let change = CardChange::of(&card, &deleted, &command, reason.clone());
                         record_change(tx, &ctx, now, change).await?;
                     }
                     let deleted = Consumer { state: ConsumerState::Deleted, updated_at: now, ..consumer };

@@ -17,6 +17,7 @@ use cardplane_domain::auth::{AssertionClaims, AssertionRefusal};
 use cardplane_domain::card::Card;
 use cardplane_domain::consumer::Consumer;
 use cardplane_domain::credentials::{CardCredentials, Pan};
+use cardplane_domain::digital_card::DigitalCard;
 use cardplane_domain::ids::{CardId, ConsumerId, IssuerId, KeyId};
 use cardplane_domain::issuer::Issuer;
 use cardplane_domain::keys::{EncryptionKey, P256PublicKey};
@@ -128,6 +129,25 @@ pub trait CardTx: Send {
     ) -> Result<(), StoreError>;
     /// Updates the card's state and settings; its credentials stay as they are.
     async fn update_card(&mut self, issuer: &IssuerId, card: &Card) -> Result<(), StoreError>;
+
+    /// The card's digital cards, oldest first.
+    async fn digital_cards(&mut self, issuer: &IssuerId, card: &CardId) -> Result<Vec<DigitalCard>, StoreError>;
+    async fn insert_digital_card(&mut self, issuer: &IssuerId, digital_card: &DigitalCard) -> Result<(), StoreError>;
+    /// Marks the card's digital cards `DELETED`.
+    async fn delete_digital_cards(
+        &mut self,
+        issuer: &IssuerId,
+        card: &CardId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Links the live digital cards of `from` to `to` (replace; renew onto a new cardId).
+    async fn relink_digital_cards(
+        &mut self,
+        issuer: &IssuerId,
+        from: &CardId,
+        to: &CardId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
 
     async fn is_pan_barred(&mut self, issuer: &IssuerId, pan_fingerprint: &[u8]) -> Result<bool, StoreError>;
     async fn bar_pan(

@@ -27,6 +27,9 @@ pub struct CommonArgs {
     /// The `aud` issuers' token assertions must carry (when they carry one).
     #[arg(long, global = true, env = "CARDPLANE_TOKEN_AUDIENCE")]
     pub token_audience: Option<String>,
+    /// Open the sandbox calls (digitizing cards); also CARDPLANE_SANDBOX=1.
+    #[arg(long, global = true, env = "CARDPLANE_SANDBOX", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub sandbox: Option<bool>,
     /// Log format: json (default) or text.
     #[arg(long, global = true, env = "CARDPLANE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -50,6 +53,7 @@ pub struct FileConfig {
     pub master_key_file: Option<PathBuf>,
     pub admin_token: Option<String>,
     pub token_audience: Option<String>,
+    pub sandbox: Option<bool>,
     pub log_format: Option<LogFormat>,
     #[serde(default)]
     pub issuers: Vec<OnboardingRequest>,
@@ -81,6 +85,7 @@ pub struct Settings {
     pub master_key: MasterKeySource,
     pub admin_token: Option<String>,
     pub token_audience: String,
+    pub sandbox: bool,
     pub log_format: LogFormat,
     pub issuers: Vec<OnboardingRequest>,
 }
@@ -123,6 +128,7 @@ impl Settings {
                 .clone()
                 .or(file.token_audience)
                 .unwrap_or_else(|| DEFAULT_TOKEN_AUDIENCE.to_owned()),
+            sandbox: common.sandbox.or(file.sandbox).unwrap_or(false),
             log_format: common.log_format.or(file.log_format).unwrap_or(LogFormat::Json),
             issuers: file.issuers,
         })

@@ -53,7 +53,11 @@ pub async fn start_with(
         TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let state = ApiState { platform: platform.clone(), admin: AdminAccess::new(settings.admin_token.clone()) };
+    let state = ApiState {
+        platform: platform.clone(),
+        admin: AdminAccess::new(settings.admin_token.clone()),
+        sandbox: settings.sandbox,
+    };
     let app = cardplane_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, database = %crate::redact_url(&settings.database_url), "cardplane listening");
     let task = tokio::spawn(async move {

@@ -131,6 +131,7 @@ pub enum OperationKind {
     Delete,
     Renew,
     Replace,
+    Digitize,
 }
 
 impl OperationKind {
@@ -153,11 +154,12 @@ impl OperationKind {
             OperationKind::Delete => "DELETE",
             OperationKind::Renew => "RENEW",
             OperationKind::Replace => "REPLACE",
+            OperationKind::Digitize => "DIGITIZE",
         }
     }
 
     pub fn parse(s: &str) -> Option<OperationKind> {
-        [OperationKind::Register, OperationKind::Create]
+        [OperationKind::Register, OperationKind::Create, OperationKind::Digitize]
             .into_iter()
             .chain(OperationKind::LIFE_CYCLE)
             .find(|k| k.as_str() == s)
@@ -178,7 +180,7 @@ impl OperationKind {
             OperationKind::Delete => &[ClosedAccount, ClosedCard, CardLost, CardStolen, Fraud, IssuerDecision],
             OperationKind::Renew => &[CardExpiring, IssuerDecision],
             OperationKind::Replace => &[CardLost, CardStolen, CardBroken, Fraud, IssuerDecision],
-            OperationKind::Register | OperationKind::Create => &[],
+            OperationKind::Register | OperationKind::Create | OperationKind::Digitize => &[],
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`auth`]: the rules an issuer's token assertion must meet.
 //! - [`card`]: cards, their states, reason codes and the life-cycle state machine.
 //! - [`consumer`]: consumers and their personal information.
+//! - [`digital_card`]: digital cards (wallet tokens) and how they follow their card.
 //! - [`credentials`]: PAN (Luhn), expiry, CVV: card data that never prints.
 //! - [`field`]: [`FieldError`], the one way a value is refused, naming the field (becomes a D1 400).
 //! - [`ids`]: the identifier newtypes of D1 (`issuerId`, `consumerId`, `cardId`, `cardProductId`, `kid`).
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod card;
 pub mod consumer;
 pub mod credentials;
+pub mod digital_card;
 pub mod field;
 pub mod ids;
 pub mod issuer;

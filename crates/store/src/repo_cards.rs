@@ -4,6 +4,7 @@ use crate::repo::{corrupt, from_micros};
 use cardplane_app::ports::{CardDataVault, Conflict, StoreError, StoredCard};
 use cardplane_domain::card::{Card, CardOrigin, CardState, OngoingOperation, OperationKind, ReasonCode};
 use cardplane_domain::consumer::{Address, Consumer, ConsumerState, PersonalInformation};
+use cardplane_domain::digital_card::{DigitalCard, DigitalCardId, DigitalCardState, Wallet};
 use cardplane_domain::ids::{CardId, CardProductId, ConsumerId};
 use cardplane_domain::operation::{HistoryEntry, Operation, OperationStatus};
 use serde::{Deserialize, Serialize};
@@ -170,6 +171,20 @@ pub(crate) fn card_write_error(error: sqlx::Error) -> StoreError {
         }
     }
     crate::repo::backend(error)
+}
+
+pub(crate) fn digital_card_from_row(
+    (id, card_id, wallet, device, state, created_at, updated_at): (String, String, String, String, String, i64, i64),
+) -> Result<DigitalCard, StoreError> {
+    Ok(DigitalCard {
+        id: DigitalCardId::parse(id).map_err(corrupt)?,
+        card_id: CardId::parse(card_id).map_err(corrupt)?,
+        wallet: Wallet::parse(&wallet).ok_or_else(|| corrupt("wallet"))?,
+        device,
+        state: DigitalCardState::parse(&state).ok_or_else(|| corrupt("digital card state"))?,
+        created_at: from_micros(created_at)?,
+        updated_at: from_micros(updated_at)?,
+    })
 }
 
 pub(crate) fn ongoing(card: &Card) -> Option<&'static str> {
@@ -410,6 +425,87 @@ macro_rules! impl_card_tx {
                 .bind(card.last4.as_str())
                 .bind(issuer.as_str())
                 .bind(card.id.as_str())
+                .execute(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                Ok(())
+            }
+
+            async fn digital_cards(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                card: &cardplane_domain::ids::CardId,
+            ) -> Result<Vec<cardplane_domain::digital_card::DigitalCard>, cardplane_app::ports::StoreError> {
+                let rows: Vec<(String, String, String, String, String, i64, i64)> = sqlx::query_as(
+                    "SELECT digital_card_id, card_id, wallet, device, state, created_at, updated_at FROM digital_cards \
+                     WHERE issuer_id = $1 AND card_id = $2 ORDER BY created_at, digital_card_id",
+                )
+                .bind(issuer.as_str())
+                .bind(card.as_str())
+                .fetch_all(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                rows.into_iter().map($crate::repo_cards::digital_card_from_row).collect()
+            }
+
+            async fn insert_digital_card(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                digital_card: &cardplane_domain::digital_card::DigitalCard,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                use $crate::repo::micros;
+                sqlx::query(
+                    "INSERT INTO digital_cards (issuer_id, digital_card_id, card_id, wallet, device, state, created_at, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(issuer.as_str())
+                .bind(digital_card.id.as_str())
+                .bind(digital_card.card_id.as_str())
+                .bind(digital_card.wallet.as_str())
+                .bind(digital_card.device.as_str())
+                .bind(digital_card.state.as_str())
+                .bind(micros(digital_card.created_at))
+                .bind(micros(digital_card.updated_at))
+                .execute(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                Ok(())
+            }
+
+            async fn delete_digital_cards(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                card: &cardplane_domain::ids::CardId,
+                at: time::OffsetDateTime,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                sqlx::query(
+                    "UPDATE digital_cards SET state = 'DELETED', updated_at = $1 \
+                     WHERE issuer_id = $2 AND card_id = $3 AND state <> 'DELETED'",
+                )
+                .bind($crate::repo::micros(at))
+                .bind(issuer.as_str())
+                .bind(card.as_str())
+                .execute(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                Ok(())
+            }
+
+            async fn relink_digital_cards(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                from: &cardplane_domain::ids::CardId,
+                to: &cardplane_domain::ids::CardId,
+                at: time::OffsetDateTime,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                sqlx::query(
+                    "UPDATE digital_cards SET card_id = $1, updated_at = $2 \
+                     WHERE issuer_id = $3 AND card_id = $4 AND state <> 'DELETED'",
+                )
+                .bind(to.as_str())
+                .bind($crate::repo::micros(at))
+                .bind(issuer.as_str())
+                .bind(from.as_str())
                 .execute(&mut *self.conn)
                 .await
                 .map_err($crate::repo::backend)?;

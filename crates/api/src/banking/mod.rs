@@ -18,8 +18,9 @@ use cardplane_app::context::Done;
 use cardplane_domain::card::OperationKind;
 use cardplane_domain::ids::{CardId, ConsumerId};
 use wire::{
-    CardList, CardView, ConsumerBody, ConsumerView, CreateCardBody, CreatedCard, DeleteConsumerBody, History,
-    HistoryEntryView, OperationBody, RegisterCardBody,
+    CardList, CardView, ConsumerBody, ConsumerView, CreateCardBody, CreatedCard, CreatedDigitalCard,
+    DeleteConsumerBody, DigitalCardList, DigitalCardView, DigitizeBody, History, HistoryEntryView, OperationBody,
+    RegisterCardBody,
 };
 
 pub fn routes() -> Router<ApiState> {
@@ -31,6 +32,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/banking/v2/issuers/{issuer_id}/cards", post(create_card))
         .route("/banking/v2/issuers/{issuer_id}/cards/{card_id}", put(register_card).get(get_card))
         .route("/banking/v2/issuers/{issuer_id}/cards/{card_id}/history", get(card_history))
+        .route("/banking/v2/issuers/{issuer_id}/cards/{card_id}/digitalCards", get(digital_cards).post(digitize))
         .route("/banking/v2/issuers/{issuer_id}/cards/{card_id}/{action}", post(card_action))
         .route("/banking/v2/issuers/{issuer_id}/cards/{card_id}/operations/{op}", post(card_operation))
 }
@@ -161,6 +163,37 @@ async fn card_history(
     Ok(Json(History { entries: entries.iter().map(HistoryEntryView::from).collect() }))
 }
 
+async fn digital_cards(
+    State(state): State<ApiState>,
+    Caller(ctx): Caller,
+    Path((_, card_id)): Path<(String, String)>,
+) -> Result<Json<DigitalCardList>, ApiError> {
+    let digital_cards = state.platform.digital_cards(ctx, CardId::parse(card_id)?).await?;
+    Ok(Json(DigitalCardList { digital_cards: digital_cards.iter().map(DigitalCardView::from).collect() }))
+}
+
+/// Push provisioning, simulated: only in the sandbox, where no real wallet or token service exists.
+async fn digitize(
+    State(state): State<ApiState>,
+    Path((_, card_id)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if !state.sandbox {
+        return Err(ApiError::forbidden(
+            "SANDBOX_ONLY",
+            "digitizing a card is a sandbox call: start cardplane with --sandbox",
+        ));
+    }
+    let command =
+        Command::<DigitizeBody>::read(request, "POST /banking/v2/issuers/{issuerId}/cards/{cardId}/digitalCards")
+            .await?;
+    let card_id = CardId::parse(card_id)?;
+    let (wallet, device) = command.body.into_domain()?;
+    let done = state.platform.digitize_card(command.ctx, card_id, wallet, device).await?;
+    let digital_card_id = done.value.clone().unwrap_or_default();
+    Ok(replayed((StatusCode::CREATED, Json(CreatedDigitalCard { digital_card_id })).into_response(), done.replayed))
+}
+
 async fn card_action(
     state: State<ApiState>,
     Path((issuer_id, card_id, action)): Path<(String, String, String)>,
@@ -179,7 +212,9 @@ fn operation_route(kind: OperationKind) -> &'static str {
         OperationKind::Delete => "POST /banking/v2/issuers/{issuerId}/cards/{cardId}/operations:delete",
         OperationKind::Renew => "POST /banking/v2/issuers/{issuerId}/cards/{cardId}/operations:renew",
         OperationKind::Replace => "POST /banking/v2/issuers/{issuerId}/cards/{cardId}/operations:replace",
-        OperationKind::Register | OperationKind::Create => unreachable!("not a path operation"),
+        OperationKind::Register | OperationKind::Create | OperationKind::Digitize => {
+            unreachable!("not a path operation")
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use cardplane_app::cards::{CardOperation, CreateCard, RegisterCard};
 use cardplane_domain::FieldError;
 use cardplane_domain::card::{Card, InitialState, OperationKind, ReasonCode, cardholder_name, reason_text};
 use cardplane_domain::consumer::{Address, Consumer, PersonalInformation, rules};
+use cardplane_domain::digital_card::{DigitalCard, Wallet, device_name};
 use cardplane_domain::ids::{CardId, CardProductId, ConsumerId};
 use cardplane_domain::operation::{HistoryEntry, Operation};
 use serde::{Deserialize, Serialize};
@@ -347,6 +348,61 @@ impl From<&Card> for CardView {
             updated_at: rfc3339(card.updated_at),
         }
     }
+}
+
+/// The body of a sandbox digitization (push provisioning).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigitizeBody {
+    pub wallet: String,
+    pub device: Option<String>,
+}
+
+impl DigitizeBody {
+    pub fn into_domain(self) -> Result<(Wallet, String), ApiError> {
+        let wallet = Wallet::parse(&self.wallet)
+            .ok_or_else(|| FieldError::invalid("wallet", "must be APPLE_PAY, GOOGLE_PAY, SAMSUNG_PAY or HUAWEI_PAY"))?;
+        let device = device_name(self.device.as_deref().unwrap_or("sandbox device"))?;
+        Ok((wallet, device))
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DigitalCardView {
+    digital_card_id: String,
+    card_id: String,
+    wallet: &'static str,
+    device: String,
+    state: &'static str,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<&DigitalCard> for DigitalCardView {
+    fn from(digital_card: &DigitalCard) -> Self {
+        Self {
+            digital_card_id: digital_card.id.as_str().to_owned(),
+            card_id: digital_card.card_id.to_string(),
+            wallet: digital_card.wallet.as_str(),
+            device: digital_card.device.clone(),
+            state: digital_card.state.as_str(),
+            created_at: rfc3339(digital_card.created_at),
+            updated_at: rfc3339(digital_card.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DigitalCardList {
+    pub digital_cards: Vec<DigitalCardView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedDigitalCard {
+    pub digital_card_id: String,
 }
 
 #[derive(Debug, Serialize)]

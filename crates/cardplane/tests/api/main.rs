@@ -4,6 +4,7 @@
 mod auth;
 mod binary;
 mod cards;
+mod digital_cards;
 mod isolation;
 mod onboarding;
 mod races;

@@ -24,13 +24,14 @@ pub struct TestApp {
 
 pub struct TestAppBuilder {
     backend: Backend,
+    sandbox: bool,
     admin_token: Option<String>,
     toml_issuers: Option<String>,
 }
 
 impl TestApp {
     pub fn builder(backend: Backend) -> TestAppBuilder {
-        TestAppBuilder { backend, admin_token: None, toml_issuers: None }
+        TestAppBuilder { backend, sandbox: false, admin_token: None, toml_issuers: None }
     }
 
     /// Stops the server (gracefully) and starts it again on the same database and key.
@@ -76,6 +77,11 @@ impl TestApp {
 }
 
 impl TestAppBuilder {
+    pub fn sandbox(mut self) -> Self {
+        self.sandbox = true;
+        self
+    }
+
     pub fn admin_token(mut self, token: &str) -> Self {
         self.admin_token = Some(token.to_owned());
         self
@@ -102,6 +108,7 @@ impl TestAppBuilder {
             master_key: MasterKeySource::Value("5a".repeat(32)),
             admin_token: self.admin_token.clone(),
             token_audience: cardplane::config::DEFAULT_TOKEN_AUDIENCE.to_owned(),
+            sandbox: self.sandbox,
             log_format: LogFormat::Json,
             issuers,
         };
