@@ -17,6 +17,7 @@ use cardplane_domain::auth::{AssertionClaims, AssertionRefusal};
 use cardplane_domain::card::Card;
 use cardplane_domain::consumer::Consumer;
 use cardplane_domain::credentials::{CardCredentials, Pan};
+use cardplane_domain::delivery::{AfterAttempt, Delivery, DeliveryState};
 use cardplane_domain::digital_card::DigitalCard;
 use cardplane_domain::ids::{CardId, ConsumerId, IssuerId, KeyId};
 use cardplane_domain::issuer::Issuer;
@@ -60,7 +61,7 @@ pub struct StoredEncryptionKey {
 ///
 /// Reads inside a write unit see the unit's own writes and those of the units committed before it.
 #[async_trait]
-pub trait Tx: CardTx + Send {
+pub trait Tx: CardTx + OutboxTx + Send {
     async fn issuer(&mut self, id: &IssuerId) -> Result<Option<Issuer>, StoreError>;
     async fn issuers(&mut self) -> Result<Vec<Issuer>, StoreError>;
     /// Inserts or replaces an issuer with its assertion keys, card products and settings.
@@ -191,6 +192,54 @@ pub trait CardTx: Send {
         key: &str,
         outcome: &str,
     ) -> Result<(), StoreError>;
+}
+
+/// A worker's hold on the notifications it claimed: nobody else sends them until `until`, after
+/// which (the worker died, or hangs) they can be claimed again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub until: OffsetDateTime,
+}
+
+/// The notification outbox, as the worker and the admin API see it (outbound.md §2).
+///
+/// A notification *can be sent now* when it is pending, due, not leased, and no earlier pending
+/// notification of the same card is waiting for a retry or leased: so a card's notifications reach
+/// the issuer in the order they happened. (A dead-lettered one does not hold the card's later ones
+/// back; redelivering it is an operator's explicit act.)
+#[async_trait]
+pub trait OutboxTx: Send {
+    /// The issuer of the oldest notification that can be sent now.
+    async fn next_due_issuer(&mut self, now: OffsetDateTime) -> Result<Option<IssuerId>, StoreError>;
+    /// Leases up to `limit` of the issuer's notifications that can be sent now, oldest first. On
+    /// PostgreSQL, concurrent claims for one issuer take turns and skip rows other workers hold, so
+    /// two workers never hold one notification.
+    async fn claim_deliveries(
+        &mut self,
+        issuer: &IssuerId,
+        now: OffsetDateTime,
+        lease: &Lease,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Records the end of an attempt on a notification `owner` leased, and releases it. `false` when
+    /// the lease was lost meanwhile (it expired and another worker took the notification).
+    async fn record_attempt(
+        &mut self,
+        operation_id: &str,
+        owner: &str,
+        attempted_at: OffsetDateTime,
+        after: &AfterAttempt,
+    ) -> Result<bool, StoreError>;
+    /// The issuer's notifications in the order they happened, optionally only those in `state`.
+    async fn deliveries(
+        &mut self,
+        issuer: &IssuerId,
+        state: Option<DeliveryState>,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Queues a notification again, due at `now`, with a fresh retry schedule. Its issuer, or
+    /// `None` for an unknown operationId.
+    async fn redeliver(&mut self, operation_id: &str, now: OffsetDateTime) -> Result<Option<IssuerId>, StoreError>;
 }
 
 /// What a unit of work returns, type-erased so that [`Store`] stays object-safe.

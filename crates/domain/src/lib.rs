@@ -8,6 +8,7 @@
 //! - [`consumer`]: consumers and their personal information.
 //! - [`digital_card`]: digital cards (wallet tokens) and how they follow their card.
 //! - [`credentials`]: PAN (Luhn), expiry, CVV: card data that never prints.
+//! - [`delivery`]: where a notification to the issuer stands, and the retry schedule.
 //! - [`field`]: [`FieldError`], the one way a value is refused, naming the field (becomes a D1 400).
 //! - [`ids`]: the identifier newtypes of D1 (`issuerId`, `consumerId`, `cardId`, `cardProductId`, `kid`).
 //! - [`scheme`]: card schemes, and which scheme a PAN prefix belongs to.
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod card;
 pub mod consumer;
 pub mod credentials;
+pub mod delivery;
 pub mod digital_card;
 pub mod field;
 pub mod ids;

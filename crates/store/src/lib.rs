@@ -2,7 +2,8 @@
 //! with group commit) and on PostgreSQL (to run as the platform, scaled out), both through sqlx.
 //!
 //! # Layout
-//! - `repo`, `repo_cards`: every query and row mapping, written once for both backends.
+//! - `repo`, `repo_cards`, `repo_outbox`: every query and row mapping, written once for both backends
+//!   (`repo_outbox`: the notification outbox and its claims by workers).
 //! - [`sqlite`]: [`SqliteStore`]: WAL, `synchronous=FULL`, one group-committing writer, reader pool.
 //! - [`postgres`]: [`PgStore`]: a connection pool, one transaction per unit of work.
 //! - `migrations/{sqlite,postgres}`: each backend's schema, embedded in the binary and run at start.
@@ -12,6 +13,7 @@
 pub mod postgres;
 mod repo;
 mod repo_cards;
+mod repo_outbox;
 pub mod sqlite;
 
 pub use postgres::PgStore;

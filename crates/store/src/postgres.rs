@@ -6,6 +6,7 @@
 
 use crate::repo::{SqlTx, backend, impl_tx};
 use crate::repo_cards::impl_card_tx;
+use crate::repo_outbox::impl_outbox_tx;
 use async_trait::async_trait;
 use cardplane_app::AppError;
 use cardplane_app::ports::{BoxedWork, Erased, Store, StoreError, Vaults};
@@ -16,6 +17,11 @@ use std::time::Duration;
 
 impl_tx!(PgConnection);
 impl_card_tx!(PgConnection);
+impl_outbox_tx!(
+    PgConnection,
+    take_turns: Some("SELECT pg_advisory_xact_lock(hashtextextended('cardplane-outbox:' || $1, 0))"),
+    skip_locked: " FOR UPDATE SKIP LOCKED"
+);
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

@@ -604,7 +604,7 @@ macro_rules! impl_card_tx {
                 use $crate::repo::micros;
                 sqlx::query(
                     "INSERT INTO operations (issuer_id, operation_id, card_id, operation, status, start_time, end_time, \
-                     details, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     details, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
                 )
                 .bind(issuer.as_str())
                 .bind(operation.operation_id.as_str())

@@ -1,0 +1,218 @@
+//! The notification outbox queries (see [`cardplane_app::ports::OutboxTx`]), written once for both
+//! backends. Only the claim differs: PostgreSQL workers take turns per issuer (an advisory lock)
+//! and skip rows another worker holds (`FOR UPDATE SKIP LOCKED`); SQLite has one writer already.
+
+use crate::repo::{corrupt, from_micros};
+use crate::repo_cards::operation_from_row;
+use cardplane_app::ports::StoreError;
+use cardplane_domain::delivery::{AfterAttempt, Delivery, DeliveryState};
+
+/// The columns of a delivery, in the order [`DeliveryRow`] reads them.
+macro_rules! delivery_columns {
+    () => {
+        "seq, operation_id, card_id, operation, status, start_time, end_time, details, delivery_state, attempts, \
+         next_attempt_at, last_attempt_at, last_error, delivered_at"
+    };
+}
+pub(crate) use delivery_columns;
+
+/// When a notification `o` can be sent at `$2`: pending, due, unleased, and no earlier pending
+/// notification of its card is waiting for a retry or leased (per-card order).
+macro_rules! sendable_now {
+    () => {
+        "o.delivery_state = 'PENDING' AND o.next_attempt_at <= $2 AND (o.lease_until IS NULL OR o.lease_until <= $2) \
+         AND NOT EXISTS (SELECT 1 FROM operations e WHERE e.issuer_id = o.issuer_id AND e.card_id = o.card_id \
+         AND e.delivery_state = 'PENDING' AND e.seq < o.seq \
+         AND (e.next_attempt_at > $2 OR (e.lease_until IS NOT NULL AND e.lease_until > $2)))"
+    };
+}
+pub(crate) use sendable_now;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct DeliveryRow {
+    seq: i64,
+    operation_id: String,
+    card_id: String,
+    operation: String,
+    status: String,
+    start_time: i64,
+    end_time: Option<i64>,
+    details: Option<String>,
+    delivery_state: String,
+    attempts: i64,
+    next_attempt_at: Option<i64>,
+    last_attempt_at: Option<i64>,
+    last_error: Option<String>,
+    delivered_at: Option<i64>,
+}
+
+impl DeliveryRow {
+    pub(crate) fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    pub(crate) fn into_delivery(self) -> Result<Delivery, StoreError> {
+        let state = DeliveryState::parse(&self.delivery_state).ok_or_else(|| corrupt("delivery state"))?;
+        Ok(Delivery {
+            operation: operation_from_row(
+                self.operation_id,
+                self.card_id,
+                self.operation,
+                self.status,
+                self.start_time,
+                self.end_time,
+                self.details,
+            )?,
+            state,
+            attempts: u32::try_from(self.attempts).map_err(corrupt)?,
+            next_attempt_at: self
+                .next_attempt_at
+                .filter(|_| state == DeliveryState::Pending)
+                .map(from_micros)
+                .transpose()?,
+            last_attempt_at: self.last_attempt_at.map(from_micros).transpose()?,
+            last_error: self.last_error,
+            delivered_at: self.delivered_at.map(from_micros).transpose()?,
+        })
+    }
+}
+
+/// The columns an attempt sets: state, next try (micros), last error, delivered at (micros).
+pub(crate) fn attempt_columns(after: &AfterAttempt) -> (&'static str, Option<i64>, Option<&str>, Option<i64>) {
+    use crate::repo::micros;
+    match after {
+        AfterAttempt::Delivered { at } => (DeliveryState::Delivered.as_str(), None, None, Some(micros(*at))),
+        AfterAttempt::RetryAt { at, error } => (DeliveryState::Pending.as_str(), Some(micros(*at)), Some(error), None),
+        AfterAttempt::Dead { error } => (DeliveryState::Dead.as_str(), None, Some(error), None),
+    }
+}
+
+/// Implements [`OutboxTx`](cardplane_app::ports::OutboxTx) for `SqlTx<'_, $conn>`. `$take_turns` runs
+/// before a claim (with the issuerId as `$1`), `$skip_locked` ends the claim's row selection.
+macro_rules! impl_outbox_tx {
+    ($conn:ty, take_turns: $take_turns:expr, skip_locked: $skip_locked:literal) => {
+        #[async_trait::async_trait]
+        impl cardplane_app::ports::OutboxTx for $crate::repo::SqlTx<'_, $conn> {
+            async fn next_due_issuer(
+                &mut self,
+                now: time::OffsetDateTime,
+            ) -> Result<Option<cardplane_domain::ids::IssuerId>, cardplane_app::ports::StoreError> {
+                use $crate::repo::{backend, corrupt, micros};
+                // `$1` is unused so that the predicate's `$2` means now, as in the claim.
+                let issuer: Option<(String,)> = sqlx::query_as(concat!(
+                    "SELECT o.issuer_id FROM operations o WHERE ($1 IS NULL OR o.issuer_id = $1) AND ",
+                    $crate::repo_outbox::sendable_now!(),
+                    " ORDER BY o.seq LIMIT 1"
+                ))
+                .bind(None::<String>)
+                .bind(micros(now))
+                .fetch_optional(&mut *self.conn)
+                .await
+                .map_err(backend)?;
+                issuer.map(|(id,)| cardplane_domain::ids::IssuerId::parse(id).map_err(corrupt)).transpose()
+            }
+
+            async fn claim_deliveries(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                now: time::OffsetDateTime,
+                lease: &cardplane_app::ports::Lease,
+                limit: usize,
+            ) -> Result<Vec<cardplane_domain::delivery::Delivery>, cardplane_app::ports::StoreError> {
+                use $crate::repo::{backend, micros};
+                use $crate::repo_outbox::DeliveryRow;
+                let take_turns: Option<&str> = $take_turns;
+                if let Some(sql) = take_turns {
+                    sqlx::query(sql).bind(issuer.as_str()).execute(&mut *self.conn).await.map_err(backend)?;
+                }
+                let mut rows: Vec<DeliveryRow> = sqlx::query_as(concat!(
+                    "UPDATE operations SET lease_owner = $3, lease_until = $4 WHERE seq IN (SELECT o.seq FROM \
+                     operations o WHERE o.issuer_id = $1 AND ",
+                    $crate::repo_outbox::sendable_now!(),
+                    " ORDER BY o.seq LIMIT $5",
+                    $skip_locked,
+                    ") RETURNING ",
+                    $crate::repo_outbox::delivery_columns!()
+                ))
+                .bind(issuer.as_str())
+                .bind(micros(now))
+                .bind(lease.owner.as_str())
+                .bind(micros(lease.until))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *self.conn)
+                .await
+                .map_err(backend)?;
+                // RETURNING promises no order; the issuer must get them in the order they happened.
+                rows.sort_by_key(DeliveryRow::seq);
+                rows.into_iter().map(DeliveryRow::into_delivery).collect()
+            }
+
+            async fn record_attempt(
+                &mut self,
+                operation_id: &str,
+                owner: &str,
+                attempted_at: time::OffsetDateTime,
+                after: &cardplane_domain::delivery::AfterAttempt,
+            ) -> Result<bool, cardplane_app::ports::StoreError> {
+                use $crate::repo::{backend, micros};
+                let (state, next_attempt_at, error, delivered_at) = $crate::repo_outbox::attempt_columns(after);
+                let done = sqlx::query(
+                    "UPDATE operations SET attempts = attempts + 1, last_attempt_at = $1, delivery_state = $2, \
+                     next_attempt_at = $3, last_error = COALESCE($4, last_error), delivered_at = $5, \
+                     lease_owner = NULL, lease_until = NULL WHERE operation_id = $6 AND lease_owner = $7",
+                )
+                .bind(micros(attempted_at))
+                .bind(state)
+                .bind(next_attempt_at)
+                .bind(error)
+                .bind(delivered_at)
+                .bind(operation_id)
+                .bind(owner)
+                .execute(&mut *self.conn)
+                .await
+                .map_err(backend)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn deliveries(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                state: Option<cardplane_domain::delivery::DeliveryState>,
+            ) -> Result<Vec<cardplane_domain::delivery::Delivery>, cardplane_app::ports::StoreError> {
+                use $crate::repo::backend;
+                use $crate::repo_outbox::DeliveryRow;
+                let rows: Vec<DeliveryRow> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    $crate::repo_outbox::delivery_columns!(),
+                    " FROM operations WHERE issuer_id = $1 AND ($2 IS NULL OR delivery_state = $2) ORDER BY seq"
+                ))
+                .bind(issuer.as_str())
+                .bind(state.map(|s| s.as_str()))
+                .fetch_all(&mut *self.conn)
+                .await
+                .map_err(backend)?;
+                rows.into_iter().map(DeliveryRow::into_delivery).collect()
+            }
+
+            async fn redeliver(
+                &mut self,
+                operation_id: &str,
+                now: time::OffsetDateTime,
+            ) -> Result<Option<cardplane_domain::ids::IssuerId>, cardplane_app::ports::StoreError> {
+                use $crate::repo::{backend, corrupt, micros};
+                let issuer: Option<(String,)> = sqlx::query_as(
+                    "UPDATE operations SET delivery_state = 'PENDING', attempts = 0, next_attempt_at = $1, \
+                     delivered_at = NULL, lease_owner = NULL, lease_until = NULL WHERE operation_id = $2 \
+                     RETURNING issuer_id",
+                )
+                .bind(micros(now))
+                .bind(operation_id)
+                .fetch_optional(&mut *self.conn)
+                .await
+                .map_err(backend)?;
+                issuer.map(|(id,)| cardplane_domain::ids::IssuerId::parse(id).map_err(corrupt)).transpose()
+            }
+        }
+    };
+}
+pub(crate) use impl_outbox_tx;
