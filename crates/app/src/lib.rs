@@ -14,6 +14,8 @@
 //! - [`context`]: who is asking ([`context::RequestContext`]) and idempotency keys.
 //! - [`consumers`]: consumers v2: register, update, delete (cascading), get, card list.
 //! - [`cards`]: cards v2: register, create, get, history, and the life-cycle operations.
+//! - [`notifications`]: delivering the outbox to the issuer one batch at a time (for the worker),
+//!   the deliveries view and redelivery (for the admin API).
 
 pub mod auth;
 pub mod cards;
@@ -21,6 +23,7 @@ pub mod consumers;
 pub mod context;
 pub mod error;
 pub mod issuers;
+pub mod notifications;
 pub mod ports;
 
 pub use error::AppError;

@@ -17,10 +17,10 @@ use cardplane_domain::auth::{AssertionClaims, AssertionRefusal};
 use cardplane_domain::card::Card;
 use cardplane_domain::consumer::Consumer;
 use cardplane_domain::credentials::{CardCredentials, Pan};
-use cardplane_domain::delivery::{AfterAttempt, Delivery, DeliveryState};
+use cardplane_domain::delivery::{AfterAttempt, AttemptOutcome, Delivery, DeliveryState};
 use cardplane_domain::digital_card::DigitalCard;
 use cardplane_domain::ids::{CardId, ConsumerId, IssuerId, KeyId};
-use cardplane_domain::issuer::Issuer;
+use cardplane_domain::issuer::{CallbackSettings, Issuer};
 use cardplane_domain::keys::{EncryptionKey, P256PublicKey};
 use cardplane_domain::operation::{HistoryEntry, Operation};
 use futures_util::future::BoxFuture;
@@ -429,6 +429,20 @@ pub trait TokenService: Send + Sync + 'static {
     /// The issuer a token was granted to, if it is genuine and unexpired at `now`. Cheap after the
     /// first call for a token: verified tokens are cached until they expire.
     fn authenticate(&self, token: &str, now: OffsetDateTime) -> Option<IssuerId>;
+}
+
+/// The issuer's backend, as cardplane calls it (outbound.md). Implemented by `connectors`; only the
+/// worker calls it, from durable records, never inside an issuer's request.
+#[async_trait]
+pub trait IssuerBackend: Send + Sync + 'static {
+    /// One `POST {baseUrl}/notifications/d1/v2/issuers/{issuerId}/cards` with these operations, in
+    /// this order (at most `maxBatchSize`), with the issuer's OAuth2 token when it has a client.
+    async fn notify_operations(
+        &self,
+        issuer: &IssuerId,
+        callback: &CallbackSettings,
+        operations: &[Operation],
+    ) -> AttemptOutcome;
 }
 
 /// The sealing context of an issuer's callback client secret.

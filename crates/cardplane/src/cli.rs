@@ -25,7 +25,14 @@ pub enum Command {
         /// Address to listen on, HOST:PORT.
         #[arg(long, env = "CARDPLANE_LISTEN")]
         listen: Option<String>,
+        /// Run the worker (notification delivery) in this process too; `--worker=false` (or
+        /// CARDPLANE_WORKER=0) for API-only instances beside separate `cardplane worker` processes.
+        #[arg(long, env = "CARDPLANE_WORKER", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+        worker: Option<bool>,
     },
+    /// Run only the worker: deliver notifications to issuers until SIGTERM. Any number may share
+    /// one PostgreSQL database.
+    Worker,
     /// Run the database migrations and exit.
     Migrate,
     /// Onboard and inspect issuers, straight on the database.
@@ -53,18 +60,28 @@ pub enum IssuerCommand {
 
 /// Runs the command; returns once it is done (for `serve`: once the server stopped).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let listen = match &cli.command {
-        Command::Serve { listen } => listen.clone(),
-        _ => None,
+    let (listen, worker) = match &cli.command {
+        Command::Serve { listen, worker } => (listen.clone(), *worker),
+        _ => (None, None),
     };
-    let settings = Settings::resolve(&cli.common, listen)?;
-    let quiet = !matches!(cli.command, Command::Serve { .. });
+    let settings = Settings::resolve(&cli.common, listen, worker)?;
+    let quiet = !matches!(cli.command, Command::Serve { .. } | Command::Worker);
     crate::logging::init(settings.log_format, if quiet { "warn" } else { "info" });
     match cli.command {
         Command::Serve { .. } => {
             let clock = std::sync::Arc::new(cardplane_app::ports::SystemClock);
             let server = crate::server::start_with(settings, clock, crate::server::termination()).await?;
             server.wait().await
+        }
+        Command::Worker => {
+            let clock = std::sync::Arc::new(cardplane_app::ports::SystemClock);
+            let platform = crate::platform(&settings, clock.clone()).await?;
+            let worker = crate::server::worker(&platform, &settings, clock).start();
+            crate::server::termination().await;
+            tracing::info!("shutting down: finishing the batches in flight");
+            worker.stop().await;
+            platform.store().close().await;
+            Ok(())
         }
         Command::Migrate => {
             cardplane_store::migrate(&settings.database_url).await?;

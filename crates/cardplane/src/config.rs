@@ -55,6 +55,7 @@ pub struct FileConfig {
     pub token_audience: Option<String>,
     pub sandbox: Option<bool>,
     pub log_format: Option<LogFormat>,
+    pub worker: Option<bool>,
     #[serde(default)]
     pub issuers: Vec<OnboardingRequest>,
 }
@@ -88,6 +89,13 @@ pub struct Settings {
     pub sandbox: bool,
     pub log_format: LogFormat,
     pub issuers: Vec<OnboardingRequest>,
+    /// Whether `serve` runs the worker (notification delivery) in-process. Off for API-only nodes
+    /// beside separate `cardplane worker` processes.
+    pub worker: bool,
+    /// How the worker paces itself, and how outbound calls behave (not configurable from outside:
+    /// the tests shorten them).
+    pub worker_settings: cardplane_worker::WorkerSettings,
+    pub outbound: cardplane_connectors::OutboundSettings,
 }
 
 /// D1's production host, the audience its integrations put in their assertions [D1, seen in a
@@ -96,7 +104,7 @@ pub const DEFAULT_TOKEN_AUDIENCE: &str = "https://api.d1.thalescloud.io";
 
 impl Settings {
     /// Resolves the settings from flags/environment (`common`, `listen`) over the file over defaults.
-    pub fn resolve(common: &CommonArgs, listen: Option<String>) -> anyhow::Result<Self> {
+    pub fn resolve(common: &CommonArgs, listen: Option<String>, worker: Option<bool>) -> anyhow::Result<Self> {
         let file = match &common.config {
             Some(path) => FileConfig::read(path)?,
             None => FileConfig::default(),
@@ -131,6 +139,9 @@ impl Settings {
             sandbox: common.sandbox.or(file.sandbox).unwrap_or(false),
             log_format: common.log_format.or(file.log_format).unwrap_or(LogFormat::Json),
             issuers: file.issuers,
+            worker: worker.or(file.worker).unwrap_or(true),
+            worker_settings: Default::default(),
+            outbound: Default::default(),
         })
     }
 }

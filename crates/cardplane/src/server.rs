@@ -15,6 +15,8 @@ use tokio::task::JoinHandle;
 /// A server that is running.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The use cases it serves (for tests that drive a worker of their own on the same store).
+    pub platform: Platform,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -47,7 +49,7 @@ pub async fn start_with(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunningServer> {
-    let platform = crate::platform(&settings, clock).await?;
+    let platform = crate::platform(&settings, clock.clone()).await?;
     crate::onboard_configured_issuers(&platform, &settings).await?;
     let listener =
         TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -60,6 +62,8 @@ pub async fn start_with(
     };
     let app = cardplane_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, database = %crate::redact_url(&settings.database_url), "cardplane listening");
+    let worker = settings.worker.then(|| worker(&platform, &settings, clock).start());
+    let served_platform = platform.clone();
     let task = tokio::spawn(async move {
         let signal = async move {
             tokio::select! {
@@ -69,10 +73,19 @@ pub async fn start_with(
             tracing::info!("shutting down: finishing in-flight requests");
         };
         let served = axum::serve(listener, app).with_graceful_shutdown(signal).await;
+        if let Some(worker) = worker {
+            worker.stop().await;
+        }
         close(&platform).await;
         served.context("the HTTP server failed")
     });
-    Ok(RunningServer { addr, stop: Some(stop), task })
+    Ok(RunningServer { addr, platform: served_platform, stop: Some(stop), task })
+}
+
+/// The worker of this process: notification delivery through the issuers' HTTP backends.
+pub fn worker(platform: &Platform, settings: &Settings, clock: Arc<dyn Clock>) -> cardplane_worker::Worker {
+    let backend = Arc::new(cardplane_connectors::HttpIssuerBackend::new(&settings.outbound, clock));
+    cardplane_worker::Worker::new(platform.clone(), backend, settings.worker_settings.clone())
 }
 
 async fn close(platform: &Platform) {

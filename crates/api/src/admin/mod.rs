@@ -11,12 +11,13 @@ use crate::error::ApiError;
 use crate::extract::StrictJson;
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use cardplane_domain::delivery::DeliveryState;
 use cardplane_domain::ids::IssuerId;
 use std::net::SocketAddr;
 use wire::{IssuerList, IssuerView, JwkSet, OnboardingRequest, PublicJwk};
@@ -29,20 +30,66 @@ pub fn routes() -> Router<ApiState> {
         .route("/admin/v1/issuers/{issuer_id}/encryption-keys:rotate", post(rotate_encryption_key))
         .route("/admin/v1/issuers/{issuer_id}/encryption-keys/rotate", post(rotate_encryption_key))
         .route("/admin/v1/issuers/{issuer_id}/notifications", get(notifications))
+        .route("/admin/v1/notifications/{operation_action}", post(redeliver))
+        .route("/admin/v1/notifications/{operation_id}/redeliver", post(redeliver_slash))
 }
 
-/// `{"notifications": [...]}`: every operation queued for the issuer, in order, as it will be sent.
-#[derive(serde::Serialize)]
-struct Notifications {
-    notifications: Vec<crate::banking::wire::OperationView>,
-}
-
+/// `GET .../notifications?status=PENDING|DELIVERED|DEAD`: the issuer's notifications in the order
+/// they happened, each as it is sent and with its delivery record (platform.md §Onboarding).
 async fn notifications(
     State(state): State<ApiState>,
     Path(raw_id): Path<String>,
-) -> Result<Json<Notifications>, ApiError> {
-    let operations = state.platform.operations(issuer_id(raw_id)?, None).await?;
-    Ok(Json(Notifications { notifications: operations.iter().map(Into::into).collect() }))
+    RawQuery(query): RawQuery,
+) -> Result<Json<wire::Notifications>, ApiError> {
+    let mut status = None;
+    for (name, value) in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+    {
+        match name {
+            "status" => {
+                status = Some(
+                    DeliveryState::parse(value)
+                        .ok_or_else(|| ApiError::invalid_field("status", "must be PENDING, DELIVERED or DEAD"))?,
+                );
+            }
+            _ => return Err(ApiError::invalid_field(name, "is not a query parameter of this call (only status)")),
+        }
+    }
+    let deliveries = state.platform.deliveries(issuer_id(raw_id)?, status).await?;
+    Ok(Json(wire::Notifications { notifications: deliveries.iter().map(Into::into).collect() }))
+}
+
+/// `POST /admin/v1/notifications/{operationId}:redeliver`: queues the notification again, whatever
+/// its state, with a fresh retry schedule. 202: it is queued, not yet delivered.
+async fn redeliver(State(state): State<ApiState>, Path(action): Path<String>) -> Result<StatusCode, ApiError> {
+    let Some(operation_id) = action.strip_suffix(":redeliver") else {
+        return Err(ApiError::not_found("NOT_FOUND", "no such route"));
+    };
+    redeliver_operation(&state, operation_id.to_owned()).await
+}
+
+/// The same, as `/admin/v1/notifications/{operationId}/redeliver` (for clients that cannot send
+/// a colon in a path).
+async fn redeliver_slash(
+    State(state): State<ApiState>,
+    Path(operation_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    redeliver_operation(&state, operation_id).await
+}
+
+async fn redeliver_operation(state: &ApiState, operation_id: String) -> Result<StatusCode, ApiError> {
+    if operation_id.is_empty() || operation_id.len() > 64 {
+        return Err(ApiError::not_found("OPERATION_NOT_FOUND", "no notification has this operationId"));
+    }
+    if state.platform.redeliver(operation_id).await? {
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(ApiError::not_found("OPERATION_NOT_FOUND", "no notification has this operationId"))
+    }
 }
 
 /// Who may call the admin API.

@@ -414,3 +414,42 @@ impl From<&OnboardedIssuer> for IssuerView {
 pub struct IssuerList {
     pub issuers: Vec<IssuerView>,
 }
+
+/// `{"notifications": [...]}` of the admin API.
+#[derive(Debug, Serialize)]
+pub struct Notifications {
+    pub notifications: Vec<NotificationView>,
+}
+
+/// A notification as it is sent to the issuer, with its delivery record.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationView {
+    #[serde(flatten)]
+    operation: crate::banking::wire::OperationView,
+    /// `PENDING`, `DELIVERED` or `DEAD` (dead-lettered).
+    delivery_status: &'static str,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered_at: Option<String>,
+}
+
+impl From<&cardplane_domain::delivery::Delivery> for NotificationView {
+    fn from(delivery: &cardplane_domain::delivery::Delivery) -> Self {
+        Self {
+            operation: (&delivery.operation).into(),
+            delivery_status: delivery.state.as_str(),
+            attempts: delivery.attempts,
+            next_attempt_at: delivery.next_attempt_at.map(rfc3339),
+            last_attempt_at: delivery.last_attempt_at.map(rfc3339),
+            last_error: delivery.last_error.clone(),
+            delivered_at: delivery.delivered_at.map(rfc3339),
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The real `cardplane` binary: the default SQLite start, the master key file, SIGTERM, log lines,
 //! the configuration layers and the `issuer` commands.
 
+use crate::issuer_stub::{IssuerStub, eventually};
 use crate::support::{SigningKey, onboarding};
 use cardplane_testkit::{Backend, TestDatabase};
 use serde_json::Value;
@@ -79,7 +80,7 @@ impl Served {
 async fn the_first_command_runs_on_a_new_sqlite_file_and_keeps_state_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start(cardplane(dir.path())).await.expect("serves");
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let ready = client.get(format!("{}/readyz", served.base)).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     assert!(dir.path().join("cardplane.db").exists(), "the default database file");
@@ -235,13 +236,24 @@ struct OnboardedBank {
 
 impl OnboardedBank {
     async fn onboard(client: &reqwest::Client, base: &str, issuer: &str, product: serde_json::Value) -> Self {
+        Self::onboard_with(client, base, issuer, product, serde_json::json!(null)).await
+    }
+
+    /// Onboards with `callback` settings (`null` for none).
+    async fn onboard_with(
+        client: &reqwest::Client,
+        base: &str,
+        issuer: &str,
+        product: serde_json::Value,
+        callback: serde_json::Value,
+    ) -> Self {
         use base64::Engine;
         use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
         use serde_json::json;
         let key = SigningKey::generate();
         let onboarded: Value = client
             .put(format!("{base}/admin/v1/issuers/{issuer}"))
-            .json(&json!({"name": issuer, "assertionKeys": [{"kid": "k", "jwk": key.public_jwk()}], "cardProducts": [product]}))
+            .json(&json!({"name": issuer, "assertionKeys": [{"kid": "k", "jwk": key.public_jwk()}], "cardProducts": [product], "callback": callback}))
             .send()
             .await
             .unwrap()
@@ -284,7 +296,7 @@ async fn card_data_never_appears_in_logs_answers_or_the_database() {
     let mut command = cardplane(dir.path());
     command.env("CARDPLANE_LOG", "debug");
     let served = Served::start(command).await.expect("serves");
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let url = |path: &str| format!("{}{path}", served.base);
     let mut answers = String::new();
 
@@ -390,9 +402,13 @@ async fn acknowledged_writes_survive_kill_9(backend: Backend) {
         command
     };
     let mut served = Served::start(command()).await.expect("serves");
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let product = json!({"cardProductId": "VISA", "scheme": "VISA", "authorisationMode": "NONE"});
-    let bank = std::sync::Arc::new(OnboardedBank::onboard(&client, &served.base, "CRASH00001", product).await);
+    // The worker delivers to a real issuer stub all along, and is killed with the server.
+    let stub = IssuerStub::start().await;
+    let bank = std::sync::Arc::new(
+        OnboardedBank::onboard_with(&client, &served.base, "CRASH00001", product, stub.callback(100)).await,
+    );
     let token = bank.token.clone();
 
     // Distinct Luhn-valid Visa PANs: 4 + 14 digits of the counter + check digit.
@@ -455,7 +471,86 @@ async fn acknowledged_writes_survive_kill_9(backend: Backend) {
         assert!(notified.contains(format!("card-{n}").as_str()), "the notification of card-{n} was lost");
     }
     assert!(acknowledged.len() >= 150);
+    // Every acknowledged registration reaches the issuer, whether before the crash or after the
+    // restart: none is lost (some may come twice, which operationIds let the issuer see).
+    let delivered = eventually("every acknowledged card's notification", || async {
+        let cards: std::collections::HashSet<String> = stub
+            .operations()
+            .await
+            .iter()
+            .filter(|o| o["operation"] == "REGISTER")
+            .map(|o| o["cardId"].as_str().unwrap().to_owned())
+            .collect();
+        acknowledged.iter().all(|n| cards.contains(&format!("card-{n}"))).then_some(cards.len())
+    })
+    .await;
+    assert!(delivered >= acknowledged.len());
     served.terminate().await;
+}
+
+/// The crash between the commit and the delivery: a suspend is acknowledged while no worker runs,
+/// the server is killed, and the restarted server delivers the notification.
+async fn a_notification_acknowledged_before_a_crash_is_delivered_after_it(backend: Backend) {
+    use serde_json::json;
+
+    let db = TestDatabase::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let command = || {
+        let mut command = cardplane(dir.path());
+        if backend == Backend::Postgres {
+            command.env("CARDPLANE_DATABASE_URL", &db.url).env("CARDPLANE_MASTER_KEY", "ef".repeat(32));
+        }
+        command
+    };
+    let mut without_worker = command();
+    without_worker.env("CARDPLANE_WORKER", "0");
+    let mut served = Served::start(without_worker).await.expect("serves");
+    let client = crate::support::http_client();
+    let stub = IssuerStub::start().await;
+    let product = json!({"cardProductId": "VISA", "scheme": "VISA", "authorisationMode": "NONE"});
+    let bank = OnboardedBank::onboard_with(&client, &served.base, "CRASH00002", product, stub.callback(10)).await;
+    let card = format!("{}/banking/v2/issuers/CRASH00002/cards/card-1", served.base);
+    let jwe = bank.encrypt(&json!({"pan": "4111111111111111", "exp": "1230"}));
+    let registered = client
+        .put(&card)
+        .bearer_auth(&bank.token)
+        .json(&json!({"consumerId": "c", "cardProductId": "VISA", "encryptedData": jwe}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 204);
+    let suspended = client
+        .post(format!("{card}/operations:suspend"))
+        .bearer_auth(&bank.token)
+        .json(&json!({"reasonCode": "CARD_LOST"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(suspended.status(), 204);
+    let pid = served.child.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    served.child.wait().await.unwrap();
+    assert!(stub.operations().await.is_empty(), "nothing was delivered before the crash");
+
+    let served = Served::start(command()).await.expect("restarts after kill -9");
+    let received = eventually("the notifications after the restart", || async {
+        let ops = stub.operations().await;
+        (ops.len() >= 2).then_some(ops)
+    })
+    .await;
+    let kinds: Vec<&str> = received.iter().map(|o| o["operation"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["REGISTER", "SUSPEND"]);
+    served.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_acknowledged_before_a_crash_is_delivered_after_it_on_sqlite() {
+    a_notification_acknowledged_before_a_crash_is_delivered_after_it(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_acknowledged_before_a_crash_is_delivered_after_it_on_postgres() {
+    a_notification_acknowledged_before_a_crash_is_delivered_after_it(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

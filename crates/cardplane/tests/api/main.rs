@@ -6,6 +6,8 @@ mod binary;
 mod cards;
 mod digital_cards;
 mod isolation;
+mod issuer_stub;
+mod notifications;
 mod onboarding;
 mod races;
 mod support;

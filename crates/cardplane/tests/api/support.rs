@@ -27,11 +27,22 @@ pub struct TestAppBuilder {
     sandbox: bool,
     admin_token: Option<String>,
     toml_issuers: Option<String>,
+    worker: bool,
 }
 
 impl TestApp {
     pub fn builder(backend: Backend) -> TestAppBuilder {
-        TestAppBuilder { backend, sandbox: false, admin_token: None, toml_issuers: None }
+        TestAppBuilder { backend, sandbox: false, admin_token: None, toml_issuers: None, worker: false }
+    }
+
+    /// The use cases the server runs on (to drive workers of a test's own on the same store).
+    pub fn platform(&self) -> cardplane_app::Platform {
+        self.server.as_ref().expect("running").platform.clone()
+    }
+
+    /// Settings a worker of the test's own would run with (fast polling, short call timeouts).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Stops the server (gracefully) and starts it again on the same database and key.
@@ -87,6 +98,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// Runs the worker in the server, polling every 20 ms with 1 s call timeouts. (Without it,
+    /// notifications stay queued: most tests look at the outbox, not at deliveries.)
+    pub fn worker(mut self) -> Self {
+        self.worker = true;
+        self
+    }
+
     /// `[[issuers]]` entries for a TOML configuration file.
     pub fn toml_issuers(mut self, toml: &str) -> Self {
         self.toml_issuers = Some(toml.to_owned());
@@ -111,6 +129,13 @@ impl TestAppBuilder {
             sandbox: self.sandbox,
             log_format: LogFormat::Json,
             issuers,
+            worker: self.worker,
+            worker_settings: cardplane_worker::WorkerSettings {
+                lanes: 2,
+                idle_poll: std::time::Duration::from_millis(20),
+                lease: time::Duration::seconds(60),
+            },
+            outbound: cardplane_connectors::OutboundSettings { call_timeout: std::time::Duration::from_secs(1) },
         };
         let clock = Arc::new(OffsetClock::new());
         let server = cardplane::server::start_with(settings.clone(), clock.clone(), std::future::pending())
@@ -120,7 +145,7 @@ impl TestAppBuilder {
             _db: db,
             clock,
             base: format!("http://{}", server.addr),
-            client: reqwest::Client::new(),
+            client: crate::support::http_client(),
             settings,
             server: Some(server),
             admin_token: self.admin_token,
@@ -224,12 +249,18 @@ pub fn bank_products() -> Value {
 impl TestApp {
     /// Onboards `issuer_id` and gets it a token.
     pub async fn bank(&self, issuer_id: &str) -> Bank<'_> {
+        self.bank_with(issuer_id, json!({})).await
+    }
+
+    /// Onboards `issuer_id` with more onboarding fields (`callback`, say) and gets it a token.
+    pub async fn bank_with(&self, issuer_id: &str, extra: Value) -> Bank<'_> {
         let key = SigningKey::generate();
-        let body = json!({
+        let mut body = json!({
             "name": format!("Bank {issuer_id}"),
             "assertionKeys": [{ "kid": "sig-1", "jwk": key.public_jwk() }],
             "cardProducts": bank_products(),
         });
+        body.as_object_mut().unwrap().extend(extra.as_object().expect("an object").clone());
         let (status, onboarded) = self.onboard(issuer_id, body).await;
         assert_eq!(status, StatusCode::OK, "{onboarded}");
         let mut bank = Bank {
@@ -340,4 +371,11 @@ pub fn assert_refused(answer: &(StatusCode, Value), status: StatusCode, code: &s
     assert_eq!(answer.1["errorCode"], code, "{}", answer.1);
     let message = answer.1["error"].as_str().unwrap_or_default();
     assert!(message.starts_with(text), "expected {text:?}, got {message:?}");
+}
+
+/// An HTTP client for the tests. reqwest's rustls is built without a crypto provider of its own
+/// (cardplane installs aws-lc-rs, see `connectors`), so the tests install it too.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::new()
 }

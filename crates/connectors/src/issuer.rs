@@ -1,0 +1,119 @@
+//! The issuer's backend over HTTP (outbound.md §1–§2).
+
+use crate::OutboundSettings;
+use crate::oauth::TokenCache;
+use crate::wire::{NotifyOperations, OperationItem};
+use async_trait::async_trait;
+use cardplane_app::ports::{Clock, IssuerBackend};
+use cardplane_domain::delivery::AttemptOutcome;
+use cardplane_domain::ids::IssuerId;
+use cardplane_domain::issuer::CallbackSettings;
+use cardplane_domain::operation::Operation;
+use reqwest::StatusCode;
+use reqwest::header::RETRY_AFTER;
+use std::sync::Arc;
+use time::Duration;
+
+/// Calls issuers' backends. One per process: it holds the connection pool and the token cache.
+pub struct HttpIssuerBackend {
+    http: reqwest::Client,
+    tokens: TokenCache,
+    clock: Arc<dyn Clock>,
+}
+
+impl HttpIssuerBackend {
+    pub fn new(settings: &OutboundSettings, clock: Arc<dyn Clock>) -> Self {
+        // reqwest's rustls is built without a provider of its own; use aws-lc-rs, as `jose` does.
+        // Installing twice (a second backend in one process) is harmless, hence the ignored result.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(settings.call_timeout)
+            .connect_timeout(settings.call_timeout)
+            .user_agent(concat!("cardplane/", env!("CARGO_PKG_VERSION")))
+            // A notification is not re-sent to wherever a redirect points.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("the HTTP client's settings are valid");
+        Self { http, tokens: TokenCache::default(), clock }
+    }
+
+    /// Sends `request` with the issuer's token (when it has an OAuth client); on a 401, drops the
+    /// token and sends once more with a fresh one [outbound.md §1].
+    async fn send_authorized(
+        &self,
+        issuer: &IssuerId,
+        callback: &CallbackSettings,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, AttemptOutcome> {
+        let Some(client) = &callback.client else {
+            return request().send().await.map_err(unreachable_issuer);
+        };
+        for attempt in 0..2 {
+            let token = self.tokens.get(&self.http, issuer, callback, client, self.clock.now()).await?;
+            let response = request().bearer_auth(&token).send().await.map_err(unreachable_issuer)?;
+            if response.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
+                return Ok(response);
+            }
+            tracing::info!(issuer = %issuer, "the issuer refused its token (401); fetching a fresh one");
+            self.tokens.drop_token(issuer, callback, client, &token).await;
+        }
+        unreachable!("the loop returns on its second turn")
+    }
+
+    fn retry_after(&self, response: &reqwest::Response) -> Option<Duration> {
+        let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim();
+        if let Ok(seconds) = value.parse::<i64>() {
+            return Some(Duration::seconds(seconds));
+        }
+        let date = httpdate::parse_http_date(value).ok()?;
+        let date = time::OffsetDateTime::from(date);
+        Some(date - self.clock.now())
+    }
+}
+
+#[async_trait]
+impl IssuerBackend for HttpIssuerBackend {
+    async fn notify_operations(
+        &self,
+        issuer: &IssuerId,
+        callback: &CallbackSettings,
+        operations: &[Operation],
+    ) -> AttemptOutcome {
+        let url = callback.base_url.join(&format!("/notifications/d1/v2/issuers/{issuer}/cards"));
+        let body = NotifyOperations { operations: operations.iter().map(OperationItem::from).collect() };
+        let body = serde_json::to_vec(&body).expect("notifications serialise");
+        let sent = self
+            .send_authorized(issuer, callback, || {
+                self.http.post(&url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone())
+            })
+            .await;
+        match sent {
+            Ok(response) => AttemptOutcome::from_status(response.status().as_u16(), self.retry_after(&response)),
+            Err(failure) => failure,
+        }
+    }
+}
+
+/// A call that got no HTTP answer: a timeout or a connection failure, both worth retrying.
+fn unreachable_issuer(error: reqwest::Error) -> AttemptOutcome {
+    AttemptOutcome::Retryable {
+        error: format!("the issuer could not be reached: {}", describe(&error)),
+        retry_after: None,
+    }
+}
+
+/// A transport error in a few words, with its cause (reqwest's own text is often just "error
+/// sending request").
+pub(crate) fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        return "timed out".to_owned();
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

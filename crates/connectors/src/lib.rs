@@ -1,0 +1,32 @@
+//! cardplane's outbound connections: the systems it calls, behind the ports of `app`.
+//!
+//! # Layout
+//! - [`issuer`]: [`HttpIssuerBackend`], the issuer's backend over HTTP (outbound.md §1–§2): the
+//!   OAuth2 client-credentials token cached per issuer, and operation notifications.
+//! - `oauth`: the issuer's token endpoint: the request, the lenient reading of its answer, the cache.
+//! - `wire`: the JSON bodies cardplane sends.
+//!
+//! Every call has a deadline ([`OutboundSettings::call_timeout`]) and ends in an
+//! [`AttemptOutcome`](cardplane_domain::delivery::AttemptOutcome); deciding what happens next (retry,
+//! dead letter) is the domain's job, not the connector's.
+
+pub mod issuer;
+mod oauth;
+mod wire;
+
+pub use issuer::HttpIssuerBackend;
+
+use std::time::Duration;
+
+/// How cardplane calls out.
+#[derive(Debug, Clone)]
+pub struct OutboundSettings {
+    /// The longest one HTTP call may take, connection included [outbound.md §2: 10 s].
+    pub call_timeout: Duration,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        Self { call_timeout: Duration::from_secs(10) }
+    }
+}

@@ -1,0 +1,106 @@
+//! cardplane's worker: the background work that talks to the outside world from durable records.
+//!
+//! Today that is delivering the notification outbox (outbound.md §2). The worker runs inside
+//! `cardplane serve`, or alone as `cardplane worker`; any number of workers may share one
+//! PostgreSQL database, since each batch is claimed under a lease in the database (see
+//! [`cardplane_app::ports::OutboxTx`]). On SQLite, one process does the work.
+//!
+//! # Layout
+//! - [`Worker`]: a few *lanes*, each a loop that delivers one batch after another
+//!   ([`Platform::deliver_next_batch`]) and, when nothing is due, waits a short poll interval.
+//!
+//! The worker holds no state of its own: stopping it (or killing it) at any point loses nothing. A
+//! batch it was sending when killed is sent again once its lease runs out.
+
+use cardplane_app::Platform;
+use cardplane_app::notifications::Turn;
+use cardplane_app::ports::IssuerBackend;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// How the worker paces itself.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Batches sent at the same time (each lane sends one at a time).
+    pub lanes: usize,
+    /// How long an idle lane waits before looking again: the delay before a new notification
+    /// leaves, at worst.
+    pub idle_poll: Duration,
+    /// How long a claimed batch is held before another worker may take it: longer than a call can
+    /// take (the token fetch and the notification, 10 s each at most).
+    pub lease: time::Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self { lanes: 4, idle_poll: Duration::from_millis(100), lease: time::Duration::seconds(60) }
+    }
+}
+
+/// Delivers notifications until told to stop.
+pub struct Worker {
+    platform: Platform,
+    backend: Arc<dyn IssuerBackend>,
+    settings: WorkerSettings,
+    /// Names this worker in the leases it holds (unique per start).
+    id: String,
+}
+
+/// A running worker.
+pub struct RunningWorker {
+    stop: watch::Sender<bool>,
+    lanes: JoinSet<()>,
+}
+
+impl RunningWorker {
+    /// Lets each lane finish the batch it is sending, then returns.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.lanes.join_next().await.is_some() {}
+        tracing::info!("worker stopped");
+    }
+}
+
+impl Worker {
+    pub fn new(platform: Platform, backend: Arc<dyn IssuerBackend>, settings: WorkerSettings) -> Self {
+        Self { platform, backend, settings, id: format!("worker-{}", uuid::Uuid::new_v4()) }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Starts the lanes on the current runtime.
+    pub fn start(self) -> RunningWorker {
+        let (stop, stopped) = watch::channel(false);
+        let mut lanes = JoinSet::new();
+        let worker = Arc::new(self);
+        for lane in 0..worker.settings.lanes.max(1) {
+            lanes.spawn(worker.clone().lane(lane, stopped.clone()));
+        }
+        tracing::info!(worker = %worker.id, lanes = worker.settings.lanes, "worker started");
+        RunningWorker { stop, lanes }
+    }
+
+    async fn lane(self: Arc<Self>, lane: usize, mut stopped: watch::Receiver<bool>) {
+        while !*stopped.borrow() {
+            let turn = self.platform.deliver_next_batch(self.backend.as_ref(), &self.id, self.settings.lease).await;
+            let rest = match turn {
+                Ok(Turn::Attempted(_)) => continue,
+                Ok(Turn::Idle) => self.settings.idle_poll,
+                Err(error) => {
+                    // The store is down or shutting down: nothing is lost (the batch stays
+                    // claimed until its lease ends); look again a little later.
+                    tracing::error!(lane, error = %error, "notification delivery failed");
+                    self.settings.idle_poll * 10
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(rest) => {}
+                _ = stopped.changed() => {}
+            }
+        }
+    }
+}
