@@ -114,7 +114,10 @@ pub(crate) async fn record_change(
         status: OperationStatus::Successful,
         start_time: now,
         end_time: Some(now),
-        details: change.details,
+        details: match &ctx.completes {
+            Some(pending) => Some(crate::renewals::pending_details(pending, change.details.as_deref())),
+            None => change.details,
+        },
     };
     tx.enqueue_operation(&ctx.issuer, &operation).await?;
     Ok(operation_id)
@@ -151,14 +154,14 @@ async fn check_pan_free(tx: &mut dyn Tx, ctx: &RequestContext, fingerprint: &[u8
 }
 
 /// Refuses a new cardId that is taken (by any card: ids of final cards are only reused by register).
-async fn check_card_id_free(tx: &mut dyn Tx, ctx: &RequestContext, id: &CardId) -> Result<(), AppError> {
+pub(crate) async fn check_card_id_free(tx: &mut dyn Tx, ctx: &RequestContext, id: &CardId) -> Result<(), AppError> {
     if tx.card(&ctx.issuer, id).await?.is_some() {
         return Err(Refusal::CardIdInUse(id.clone()).into());
     }
     Ok(())
 }
 
-fn new_card_details(id: &CardId) -> String {
+pub(crate) fn new_card_details(id: &CardId) -> String {
     // A cardId is [A-Za-z0-9_-]: nothing to escape.
     format!(r#"{{"newCardId":"{id}"}}"#)
 }
@@ -402,6 +405,7 @@ impl Platform {
         request: CardOperation,
     ) -> Result<Done<Outcome>, AppError> {
         let renews = matches!(request.kind, OperationKind::Renew | OperationKind::Replace);
+        let pending = renews && request.encrypted_data.is_none();
         let new_credentials = match (&request.encrypted_data, renews) {
             (Some(jwe), true) => {
                 let (_, keys) = self.issuer_with_keys(&ctx).await?;
@@ -412,9 +416,9 @@ impl Platform {
             (Some(_), false) => {
                 return Err(FieldError::invalid("encryptedData", "is only taken by renew and replace").into());
             }
-            // Fetching the credentials from the issuer (outbound Get Card Credentials) belongs to
-            // the outbound worker, which does not exist yet.
-            (None, true) => return Err(FieldError::missing("encryptedData").into()),
+            // Without card data, the worker fetches them from the issuer (Get Card Credentials)
+            // and completes the operation later.
+            (None, true) => None,
             (None, false) => None,
         };
         if request.kind == OperationKind::Replace {
@@ -433,106 +437,10 @@ impl Platform {
                     if let Some(replay) = claim(tx, &ctx, now).await? {
                         return Ok(replay);
                     }
-                    let stored =
-                        tx.card(&ctx.issuer, &card_id).await?.ok_or_else(|| Refusal::CardNotFound(card_id.clone()))?;
-                    let card = stored.card;
-                    let reason = request.reason_code;
-                    let command = match request.kind {
-                        OperationKind::Activate => CardCommand::Activate { reason },
-                        OperationKind::Suspend => CardCommand::Suspend { reason },
-                        OperationKind::Resume => CardCommand::Resume { reason },
-                        OperationKind::Delete => CardCommand::Delete { reason },
-                        OperationKind::Renew => {
-                            let (credentials, vaulted) = new_credentials.as_ref().expect("renew has credentials");
-                            let pan_changed = vaulted.pan_fingerprint != stored.pan_fingerprint;
-                            CardCommand::Renew {
-                                reason,
-                                new_expiry: credentials.expiry,
-                                new_last4: pan_changed.then(|| vaulted.last4.clone()),
-                                new_state: request.new_card_state,
-                            }
-                        }
-                        OperationKind::Replace => CardCommand::Replace { reason },
-                        OperationKind::Register | OperationKind::Create | OperationKind::Digitize => {
-                            unreachable!("not a life-cycle operation")
-                        }
-                    };
-                    let next = card.apply(&command, now).map_err(Refusal::Card)?;
-                    match (request.kind, &new_credentials) {
-                        (OperationKind::Renew | OperationKind::Replace, Some((credentials, vaulted))) => {
-                            check_scheme(credentials, card.scheme)?;
-                            let pan_changed = vaulted.pan_fingerprint != stored.pan_fingerprint;
-                            if pan_changed {
-                                check_pan_free(tx, &ctx, &vaulted.pan_fingerprint).await?;
-                            } else if request.kind == OperationKind::Replace {
-                                return Err(Refusal::PanNotAllowed.into());
-                            }
-                            let moved_to = request.new_card_id.clone().filter(|id| id != &card.id);
-                            match moved_to {
-                                None => {
-                                    tx.rewrite_card(&ctx.issuer, &next, vaulted).await.map_err(conflict(&next.id))?;
-                                    let change = CardChange::of(&card, &next, &command, request.reason.clone());
-                                    record_change(tx, &ctx, now, change).await?;
-                                }
-                                Some(new_id) => {
-                                    check_card_id_free(tx, &ctx, &new_id).await?;
-                                    // The old id ends here; the card goes on under the new one.
-                                    let old = card
-                                        .apply(&CardCommand::Replace { reason: ReasonCode::IssuerDecision }, now)
-                                        .map_err(Refusal::Card)?;
-                                    let successor = if request.kind == OperationKind::Replace {
-                                        card.replacement(
-                                            new_id.clone(),
-                                            vaulted.last4.clone(),
-                                            credentials.expiry,
-                                            request.new_card_state,
-                                            now,
-                                        )
-                                    } else {
-                                        Card { id: new_id.clone(), created_at: now, ..next.clone() }
-                                    };
-                                    tx.update_card(&ctx.issuer, &old).await?;
-                                    // The wallets' tokens follow the card to its new id [D1].
-                                    tx.relink_digital_cards(&ctx.issuer, &card.id, &new_id, now).await?;
-                                    tx.insert_card(&ctx.issuer, &successor, vaulted, None)
-                                        .await
-                                        .map_err(conflict(&successor.id))?;
-                                    let details = Some(new_card_details(&new_id));
-                                    let change = CardChange {
-                                        details,
-                                        ..CardChange::of(&card, &old, &command, request.reason.clone())
-                                    };
-                                    record_change(tx, &ctx, now, change).await?;
-                                    let entry = HistoryEntry {
-                                        operation_id: uuid::Uuid::new_v4().simple().to_string(),
-                                        operation: request.kind,
-                                        from_state: None,
-                                        to_state: successor.state,
-                                        reason_code: Some(reason),
-                                        reason: request.reason.clone(),
-                                        actor: ctx.actor.clone(),
-                                        correlation_id: ctx.correlation_id.clone(),
-                                        at: now,
-                                    };
-                                    tx.append_history(&ctx.issuer, &new_id, &entry).await?;
-                                }
-                            }
-                            if pan_changed {
-                                tx.bar_pan(&ctx.issuer, &stored.pan_fingerprint, now).await?;
-                            }
-                        }
-                        (OperationKind::Delete, _) => {
-                            tx.update_card(&ctx.issuer, &next).await?;
-                            tx.bar_pan(&ctx.issuer, &stored.pan_fingerprint, now).await?;
-                            tx.delete_digital_cards(&ctx.issuer, &card.id, now).await?;
-                            let change = CardChange::of(&card, &next, &command, request.reason.clone());
-                            record_change(tx, &ctx, now, change).await?;
-                        }
-                        _ => {
-                            tx.update_card(&ctx.issuer, &next).await?;
-                            let change = CardChange::of(&card, &next, &command, request.reason.clone());
-                            record_change(tx, &ctx, now, change).await?;
-                        }
+                    if pending {
+                        crate::renewals::request_renewal(tx, &ctx, &card_id, &request, now).await?;
+                    } else {
+                        apply_operation(tx, &ctx, &card_id, &request, &new_credentials, now).await?;
                     }
                     complete(tx, &ctx, &None).await?;
                     tracing::info!(card = %card_id, operation = request.kind.as_str(), "card operation");
@@ -541,6 +449,116 @@ impl Platform {
             })
             .await
     }
+}
+
+/// Applies a life-cycle operation to the card inside `tx`: the new state, history, notification,
+/// and for renew and replace the new credentials (`new_credentials`). Shared by the request path
+/// and by the worker completing a renewal that waited for the issuer's credentials.
+pub(crate) async fn apply_operation(
+    tx: &mut dyn Tx,
+    ctx: &RequestContext,
+    card_id: &CardId,
+    request: &CardOperation,
+    new_credentials: &Option<(CardCredentials, VaultedCredentials)>,
+    now: OffsetDateTime,
+) -> Result<(), AppError> {
+    let stored = tx.card(&ctx.issuer, card_id).await?.ok_or_else(|| Refusal::CardNotFound(card_id.clone()))?;
+    let card = stored.card;
+    let reason = request.reason_code;
+    let command = match request.kind {
+        OperationKind::Activate => CardCommand::Activate { reason },
+        OperationKind::Suspend => CardCommand::Suspend { reason },
+        OperationKind::Resume => CardCommand::Resume { reason },
+        OperationKind::Delete => CardCommand::Delete { reason },
+        OperationKind::Renew => {
+            let (credentials, vaulted) = new_credentials.as_ref().expect("renew has credentials");
+            let pan_changed = vaulted.pan_fingerprint != stored.pan_fingerprint;
+            CardCommand::Renew {
+                reason,
+                new_expiry: credentials.expiry,
+                new_last4: pan_changed.then(|| vaulted.last4.clone()),
+                new_state: request.new_card_state,
+            }
+        }
+        OperationKind::Replace => CardCommand::Replace { reason },
+        OperationKind::Register | OperationKind::Create | OperationKind::Digitize => {
+            unreachable!("not a life-cycle operation")
+        }
+    };
+    let next = card.apply(&command, now).map_err(Refusal::Card)?;
+    match (request.kind, &new_credentials) {
+        (OperationKind::Renew | OperationKind::Replace, Some((credentials, vaulted))) => {
+            check_scheme(credentials, card.scheme)?;
+            let pan_changed = vaulted.pan_fingerprint != stored.pan_fingerprint;
+            if pan_changed {
+                check_pan_free(tx, ctx, &vaulted.pan_fingerprint).await?;
+            } else if request.kind == OperationKind::Replace {
+                return Err(Refusal::PanNotAllowed.into());
+            }
+            let moved_to = request.new_card_id.clone().filter(|id| id != &card.id);
+            match moved_to {
+                None => {
+                    tx.rewrite_card(&ctx.issuer, &next, vaulted).await.map_err(conflict(&next.id))?;
+                    let change = CardChange::of(&card, &next, &command, request.reason.clone());
+                    record_change(tx, ctx, now, change).await?;
+                }
+                Some(new_id) => {
+                    check_card_id_free(tx, ctx, &new_id).await?;
+                    // The old id ends here; the card goes on under the new one.
+                    let old = card
+                        .apply(&CardCommand::Replace { reason: ReasonCode::IssuerDecision }, now)
+                        .map_err(Refusal::Card)?;
+                    let successor = if request.kind == OperationKind::Replace {
+                        card.replacement(
+                            new_id.clone(),
+                            vaulted.last4.clone(),
+                            credentials.expiry,
+                            request.new_card_state,
+                            now,
+                        )
+                    } else {
+                        Card { id: new_id.clone(), created_at: now, ..next.clone() }
+                    };
+                    tx.update_card(&ctx.issuer, &old).await?;
+                    // The wallets' tokens follow the card to its new id [D1].
+                    tx.relink_digital_cards(&ctx.issuer, &card.id, &new_id, now).await?;
+                    tx.insert_card(&ctx.issuer, &successor, vaulted, None).await.map_err(conflict(&successor.id))?;
+                    let details = Some(new_card_details(&new_id));
+                    let change =
+                        CardChange { details, ..CardChange::of(&card, &old, &command, request.reason.clone()) };
+                    record_change(tx, ctx, now, change).await?;
+                    let entry = HistoryEntry {
+                        operation_id: uuid::Uuid::new_v4().simple().to_string(),
+                        operation: request.kind,
+                        from_state: None,
+                        to_state: successor.state,
+                        reason_code: Some(reason),
+                        reason: request.reason.clone(),
+                        actor: ctx.actor.clone(),
+                        correlation_id: ctx.correlation_id.clone(),
+                        at: now,
+                    };
+                    tx.append_history(&ctx.issuer, &new_id, &entry).await?;
+                }
+            }
+            if pan_changed {
+                tx.bar_pan(&ctx.issuer, &stored.pan_fingerprint, now).await?;
+            }
+        }
+        (OperationKind::Delete, _) => {
+            tx.update_card(&ctx.issuer, &next).await?;
+            tx.bar_pan(&ctx.issuer, &stored.pan_fingerprint, now).await?;
+            tx.delete_digital_cards(&ctx.issuer, &card.id, now).await?;
+            let change = CardChange::of(&card, &next, &command, request.reason.clone());
+            record_change(tx, ctx, now, change).await?;
+        }
+        _ => {
+            tx.update_card(&ctx.issuer, &next).await?;
+            let change = CardChange::of(&card, &next, &command, request.reason.clone());
+            record_change(tx, ctx, now, change).await?;
+        }
+    }
+    Ok(())
 }
 
 impl Platform {

@@ -31,6 +31,9 @@ pub struct RequestContext {
     pub actor: String,
     pub correlation_id: String,
     pub idempotency: Option<IdempotencyKey>,
+    /// Set when the worker completes an operation acknowledged earlier as `PENDING`: the
+    /// operationId of that notification, linked from the one this change causes.
+    pub completes: Option<String>,
 }
 
 /// A change that may have been answered before.

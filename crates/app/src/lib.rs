@@ -16,6 +16,8 @@
 //! - [`cards`]: cards v2: register, create, get, history, and the life-cycle operations.
 //! - [`notifications`]: delivering the outbox to the issuer one batch at a time (for the worker),
 //!   the deliveries view and redelivery (for the admin API).
+//! - [`renewals`]: renew and replace without card data, completed by the worker with the
+//!   issuer's Get Card Credentials.
 
 pub mod auth;
 pub mod cards;
@@ -25,6 +27,7 @@ pub mod error;
 pub mod issuers;
 pub mod notifications;
 pub mod ports;
+pub mod renewals;
 
 pub use error::AppError;
 pub use issuers::OnboardedIssuer;

@@ -23,6 +23,7 @@ use cardplane_domain::ids::{CardId, ConsumerId, IssuerId, KeyId};
 use cardplane_domain::issuer::{CallbackSettings, Issuer};
 use cardplane_domain::keys::{EncryptionKey, P256PublicKey};
 use cardplane_domain::operation::{HistoryEntry, Operation};
+use cardplane_domain::renewal::PendingRenewal;
 use futures_util::future::BoxFuture;
 use std::any::Any;
 use time::OffsetDateTime;
@@ -61,7 +62,7 @@ pub struct StoredEncryptionKey {
 ///
 /// Reads inside a write unit see the unit's own writes and those of the units committed before it.
 #[async_trait]
-pub trait Tx: CardTx + OutboxTx + Send {
+pub trait Tx: CardTx + OutboxTx + RenewalTx + Send {
     async fn issuer(&mut self, id: &IssuerId) -> Result<Option<Issuer>, StoreError>;
     async fn issuers(&mut self) -> Result<Vec<Issuer>, StoreError>;
     /// Inserts or replaces an issuer with its assertion keys, card products and settings.
@@ -240,6 +241,27 @@ pub trait OutboxTx: Send {
     /// Queues a notification again, due at `now`, with a fresh retry schedule. Its issuer, or
     /// `None` for an unknown operationId.
     async fn redeliver(&mut self, operation_id: &str, now: OffsetDateTime) -> Result<Option<IssuerId>, StoreError>;
+}
+
+/// Renewals and replacements waiting for the issuer's new credentials, claimed by workers under a
+/// lease like notifications.
+#[async_trait]
+pub trait RenewalTx: Send {
+    async fn enqueue_renewal(&mut self, issuer: &IssuerId, renewal: &PendingRenewal) -> Result<(), StoreError>;
+    /// Leases the oldest pending renewal that is due at `now`, with its issuer.
+    async fn claim_renewal(
+        &mut self,
+        now: OffsetDateTime,
+        lease: &Lease,
+    ) -> Result<Option<(IssuerId, PendingRenewal)>, StoreError>;
+    /// Records the end of an attempt to complete a renewal `owner` leased: `Delivered` means done,
+    /// `RetryAt` pending again, `Dead` failed. `false` when the lease was lost.
+    async fn finish_renewal_attempt(
+        &mut self,
+        operation_id: &str,
+        owner: &str,
+        after: &AfterAttempt,
+    ) -> Result<bool, StoreError>;
 }
 
 /// What a unit of work returns, type-erased so that [`Store`] stays object-safe.
@@ -443,6 +465,15 @@ pub trait IssuerBackend: Send + Sync + 'static {
         callback: &CallbackSettings,
         operations: &[Operation],
     ) -> AttemptOutcome;
+
+    /// `GET {baseUrl}/cms/api/v1/issuers/{issuerId}/cards/{cardId}/credentials`: the card's new
+    /// credentials as the issuer's `encryptedData` (a JWE to one of the issuer's cardplane keys).
+    async fn card_credentials(
+        &self,
+        issuer: &IssuerId,
+        callback: &CallbackSettings,
+        card: &CardId,
+    ) -> Result<String, AttemptOutcome>;
 }
 
 /// The sealing context of an issuer's callback client secret.

@@ -6,7 +6,7 @@ use crate::wire::{NotifyOperations, OperationItem};
 use async_trait::async_trait;
 use cardplane_app::ports::{Clock, IssuerBackend};
 use cardplane_domain::delivery::AttemptOutcome;
-use cardplane_domain::ids::IssuerId;
+use cardplane_domain::ids::{CardId, IssuerId};
 use cardplane_domain::issuer::CallbackSettings;
 use cardplane_domain::operation::Operation;
 use reqwest::StatusCode;
@@ -92,6 +92,42 @@ impl IssuerBackend for HttpIssuerBackend {
             Err(failure) => failure,
         }
     }
+
+    async fn card_credentials(
+        &self,
+        issuer: &IssuerId,
+        callback: &CallbackSettings,
+        card: &CardId,
+    ) -> Result<String, AttemptOutcome> {
+        let url = callback.base_url.join(&format!("/cms/api/v1/issuers/{issuer}/cards/{card}/credentials"));
+        let response = self.send_authorized(issuer, callback, || self.http.get(&url)).await?;
+        let status = response.status().as_u16();
+        match AttemptOutcome::from_status(status, self.retry_after(&response)) {
+            AttemptOutcome::Delivered => {}
+            failure => return Err(failure),
+        }
+        let body = response.bytes().await.map_err(|e| AttemptOutcome::Retryable {
+            error: format!("the issuer's answer was cut off: {}", describe(&e)),
+            retry_after: None,
+        })?;
+        // Never echo the body: it carries card data (encrypted, but still).
+        let answer: CredentialsAnswer = serde_json::from_slice(&body).map_err(|_| AttemptOutcome::Rejected {
+            error: "the issuer's credentials answer is not {\"encryptedData\": \"<JWE>\"}".to_owned(),
+        })?;
+        if answer.encrypted_data.is_empty() || answer.encrypted_data.len() > 8192 {
+            return Err(AttemptOutcome::Rejected {
+                error: "the issuer's encryptedData must be 1 to 8192 characters".to_owned(),
+            });
+        }
+        Ok(answer.encrypted_data)
+    }
+}
+
+/// Get Card Credentials' answer [outbound.md §4].
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CredentialsAnswer {
+    encrypted_data: String,
 }
 
 /// A call that got no HTTP answer: a timeout or a connection failure, both worth retrying.

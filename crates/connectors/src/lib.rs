@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`issuer`]: [`HttpIssuerBackend`], the issuer's backend over HTTP (outbound.md §1–§2): the
-//!   OAuth2 client-credentials token cached per issuer, and operation notifications.
+//!   OAuth2 client-credentials token cached per issuer, operation notifications, and Get Card
+//!   Credentials (§4).
 //! - `oauth`: the issuer's token endpoint: the request, the lenient reading of its answer, the cache.
 //! - `wire`: the JSON bodies cardplane sends.
 //!

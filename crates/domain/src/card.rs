@@ -55,6 +55,10 @@ pub enum InitialState {
 }
 
 impl InitialState {
+    pub fn as_str(self) -> &'static str {
+        self.state().as_str()
+    }
+
     pub fn parse(s: &str) -> Option<InitialState> {
         match s {
             "ACTIVE" => Some(InitialState::Active),

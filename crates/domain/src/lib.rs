@@ -15,6 +15,7 @@
 //! - [`product`]: card products: scheme, authorisation mode, BIN range, validity.
 //! - [`operation`]: operations (what the issuer is notified of) and card history entries.
 //! - [`issuer`]: an onboarded issuer and its settings (assertion keys, callback, wallet server).
+//! - [`renewal`]: a renew or replace waiting for the issuer's new card credentials.
 //! - [`keys`]: public-key material as the domain sees it (P-256 points, key status).
 
 pub mod auth;
@@ -29,6 +30,7 @@ pub mod issuer;
 pub mod keys;
 pub mod operation;
 pub mod product;
+pub mod renewal;
 pub mod scheme;
 
 pub use field::FieldError;

@@ -216,3 +216,137 @@ macro_rules! impl_outbox_tx {
     };
 }
 pub(crate) use impl_outbox_tx;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RenewalRow {
+    operation_id: String,
+    issuer_id: String,
+    card_id: String,
+    operation: String,
+    reason_code: String,
+    reason: Option<String>,
+    new_card_id: Option<String>,
+    new_card_state: String,
+    actor: String,
+    correlation_id: String,
+    requested_at: i64,
+    attempts: i64,
+}
+
+impl RenewalRow {
+    pub(crate) fn into_renewal(
+        self,
+    ) -> Result<(cardplane_domain::ids::IssuerId, cardplane_domain::renewal::PendingRenewal), StoreError> {
+        use cardplane_domain::card::{InitialState, OperationKind, ReasonCode};
+        use cardplane_domain::ids::{CardId, IssuerId};
+        Ok((
+            IssuerId::parse(self.issuer_id).map_err(corrupt)?,
+            cardplane_domain::renewal::PendingRenewal {
+                operation_id: self.operation_id,
+                card_id: CardId::parse(self.card_id).map_err(corrupt)?,
+                kind: OperationKind::parse(&self.operation).ok_or_else(|| corrupt("renewal operation"))?,
+                reason_code: ReasonCode::parse(&self.reason_code).ok_or_else(|| corrupt("renewal reason"))?,
+                reason: self.reason,
+                new_card_id: self.new_card_id.map(CardId::parse).transpose().map_err(corrupt)?,
+                new_card_state: InitialState::parse(&self.new_card_state).ok_or_else(|| corrupt("renewal state"))?,
+                actor: self.actor,
+                correlation_id: self.correlation_id,
+                requested_at: from_micros(self.requested_at)?,
+                attempts: u32::try_from(self.attempts).map_err(corrupt)?,
+            },
+        ))
+    }
+}
+
+/// Implements [`RenewalTx`](cardplane_app::ports::RenewalTx) for `SqlTx<'_, $conn>`.
+macro_rules! impl_renewal_tx {
+    ($conn:ty, skip_locked: $skip_locked:literal) => {
+        #[async_trait::async_trait]
+        impl cardplane_app::ports::RenewalTx for $crate::repo::SqlTx<'_, $conn> {
+            async fn enqueue_renewal(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                renewal: &cardplane_domain::renewal::PendingRenewal,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                use $crate::repo::{backend, micros};
+                sqlx::query(
+                    "INSERT INTO pending_renewals (operation_id, issuer_id, card_id, operation, reason_code, reason, \
+                     new_card_id, new_card_state, actor, correlation_id, requested_at, next_attempt_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                )
+                .bind(renewal.operation_id.as_str())
+                .bind(issuer.as_str())
+                .bind(renewal.card_id.as_str())
+                .bind(renewal.kind.as_str())
+                .bind(renewal.reason_code.as_str())
+                .bind(renewal.reason.as_deref())
+                .bind(renewal.new_card_id.as_ref().map(|c| c.as_str()))
+                .bind(renewal.new_card_state.as_str())
+                .bind(renewal.actor.as_str())
+                .bind(renewal.correlation_id.as_str())
+                .bind(micros(renewal.requested_at))
+                .execute(&mut *self.conn)
+                .await
+                .map_err(backend)?;
+                Ok(())
+            }
+
+            async fn claim_renewal(
+                &mut self,
+                now: time::OffsetDateTime,
+                lease: &cardplane_app::ports::Lease,
+            ) -> Result<
+                Option<(cardplane_domain::ids::IssuerId, cardplane_domain::renewal::PendingRenewal)>,
+                cardplane_app::ports::StoreError,
+            > {
+                use $crate::repo::{backend, micros};
+                use $crate::repo_outbox::RenewalRow;
+                let row: Option<RenewalRow> = sqlx::query_as(concat!(
+                    "UPDATE pending_renewals SET lease_owner = $2, lease_until = $3 WHERE operation_id IN \
+                     (SELECT operation_id FROM pending_renewals WHERE state = 'PENDING' AND next_attempt_at <= $1 \
+                     AND (lease_until IS NULL OR lease_until <= $1) ORDER BY next_attempt_at LIMIT 1",
+                    $skip_locked,
+                    ") RETURNING operation_id, issuer_id, card_id, operation, reason_code, reason, new_card_id, \
+                     new_card_state, actor, correlation_id, requested_at, attempts"
+                ))
+                .bind(micros(now))
+                .bind(lease.owner.as_str())
+                .bind(micros(lease.until))
+                .fetch_optional(&mut *self.conn)
+                .await
+                .map_err(backend)?;
+                row.map(RenewalRow::into_renewal).transpose()
+            }
+
+            async fn finish_renewal_attempt(
+                &mut self,
+                operation_id: &str,
+                owner: &str,
+                after: &cardplane_domain::delivery::AfterAttempt,
+            ) -> Result<bool, cardplane_app::ports::StoreError> {
+                use cardplane_domain::delivery::AfterAttempt;
+                use $crate::repo::{backend, micros};
+                let (state, next, error) = match after {
+                    AfterAttempt::Delivered { .. } => ("DONE", None, None),
+                    AfterAttempt::RetryAt { at, error } => ("PENDING", Some(micros(*at)), Some(error.as_str())),
+                    AfterAttempt::Dead { error } => ("FAILED", None, Some(error.as_str())),
+                };
+                let done = sqlx::query(
+                    "UPDATE pending_renewals SET attempts = attempts + 1, state = $1, next_attempt_at = $2, \
+                     last_error = COALESCE($3, last_error), lease_owner = NULL, lease_until = NULL \
+                     WHERE operation_id = $4 AND lease_owner = $5",
+                )
+                .bind(state)
+                .bind(next)
+                .bind(error)
+                .bind(operation_id)
+                .bind(owner)
+                .execute(&mut *self.conn)
+                .await
+                .map_err(backend)?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+    };
+}
+pub(crate) use impl_renewal_tx;

@@ -1,13 +1,15 @@
 //! cardplane's worker: the background work that talks to the outside world from durable records.
 //!
-//! Today that is delivering the notification outbox (outbound.md §2). The worker runs inside
+//! Today that is delivering the notification outbox (outbound.md §2) and completing renewals that
+//! wait for the issuer's card credentials (§4). The worker runs inside
 //! `cardplane serve`, or alone as `cardplane worker`; any number of workers may share one
 //! PostgreSQL database, since each batch is claimed under a lease in the database (see
 //! [`cardplane_app::ports::OutboxTx`]). On SQLite, one process does the work.
 //!
 //! # Layout
 //! - [`Worker`]: a few *lanes*, each a loop that delivers one batch after another
-//!   ([`Platform::deliver_next_batch`]) and, when nothing is due, waits a short poll interval.
+//!   ([`Platform::deliver_next_batch`]), completes pending renewals
+//!   ([`Platform::complete_next_renewal`]) and, when nothing is due, waits a short poll interval.
 //!
 //! The worker holds no state of its own: stopping it (or killing it) at any point loses nothing. A
 //! batch it was sending when killed is sent again once its lease runs out.
@@ -86,14 +88,19 @@ impl Worker {
 
     async fn lane(self: Arc<Self>, lane: usize, mut stopped: watch::Receiver<bool>) {
         while !*stopped.borrow() {
-            let turn = self.platform.deliver_next_batch(self.backend.as_ref(), &self.id, self.settings.lease).await;
-            let rest = match turn {
-                Ok(Turn::Attempted(_)) => continue,
-                Ok(Turn::Idle) => self.settings.idle_poll,
+            let backend = self.backend.as_ref();
+            let turns = async {
+                let delivered = self.platform.deliver_next_batch(backend, &self.id, self.settings.lease).await?;
+                let renewed = self.platform.complete_next_renewal(backend, &self.id, self.settings.lease).await?;
+                Ok::<_, cardplane_app::AppError>((delivered, renewed))
+            };
+            let rest = match turns.await {
+                Ok((Turn::Idle, Turn::Idle)) => self.settings.idle_poll,
+                Ok(_) => continue,
                 Err(error) => {
-                    // The store is down or shutting down: nothing is lost (the batch stays
+                    // The store is down or shutting down: nothing is lost (what was claimed stays
                     // claimed until its lease ends); look again a little later.
-                    tracing::error!(lane, error = %error, "notification delivery failed");
+                    tracing::error!(lane, error = %error, "background work failed");
                     self.settings.idle_poll * 10
                 }
             };

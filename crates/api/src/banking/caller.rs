@@ -39,7 +39,7 @@ fn context(parts: &Parts) -> Result<RequestContext, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("a bearer access token is required"))?;
     let correlation_id = parts.extensions.get::<CorrelationId>().map(|c| c.0.clone()).unwrap_or_default();
     let actor = actor(&parts.headers, issuer.as_str())?;
-    Ok(RequestContext { issuer, actor, correlation_id, idempotency: None })
+    Ok(RequestContext { issuer, actor, correlation_id, idempotency: None, completes: None })
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {

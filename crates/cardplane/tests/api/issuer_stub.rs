@@ -130,3 +130,32 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+impl IssuerStub {
+    /// Get Card Credentials for `card_id` answers `response`.
+    pub async fn credentials(&self, issuer_id: &str, card_id: &str, response: ResponseTemplate) {
+        Mock::given(method("GET"))
+            .and(path(format!("/cms/api/v1/issuers/{issuer_id}/cards/{card_id}/credentials")))
+            .respond_with(response)
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// The credential look-ups received: the card id and the `Authorization` header of each.
+    pub async fn credential_requests(&self) -> Vec<(String, String)> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.url.path().ends_with("/credentials"))
+            .map(|r| {
+                let card = r.url.path().rsplit('/').nth(1).unwrap().to_owned();
+                let auth = r.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                (card, auth)
+            })
+            .collect()
+    }
+}

@@ -10,4 +10,5 @@ mod issuer_stub;
 mod notifications;
 mod onboarding;
 mod races;
+mod renewals;
 mod support;
