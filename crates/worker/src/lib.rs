@@ -17,6 +17,10 @@
 use cardplane_app::Platform;
 use cardplane_app::notifications::Turn;
 use cardplane_app::ports::IssuerBackend;
+use cardplane_domain::delivery::AttemptOutcome;
+use cardplane_domain::ids::{CardId, IssuerId};
+use cardplane_domain::issuer::CallbackSettings;
+use cardplane_domain::operation::Operation;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -30,14 +34,17 @@ pub struct WorkerSettings {
     /// How long an idle lane waits before looking again: the delay before a new notification
     /// leaves, at worst.
     pub idle_poll: Duration,
-    /// How long a claimed batch is held before another worker may take it: longer than a call can
-    /// take (the token fetch and the notification, 10 s each at most).
+    /// How long a claimed batch is held before another worker may take it. Every attempt is cut
+    /// off 5 s before its lease ends (see [`Deadline`]), so a live worker never outlasts its
+    /// lease; a dead worker's batches wait this long before another worker sends them. The
+    /// default, 15 s, gives an attempt (token fetch and notification together) the 10 s of
+    /// outbound.md §2.
     pub lease: time::Duration,
 }
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { lanes: 4, idle_poll: Duration::from_millis(100), lease: time::Duration::seconds(60) }
+        Self { lanes: 4, idle_poll: Duration::from_millis(100), lease: time::Duration::seconds(15) }
     }
 }
 
@@ -67,6 +74,8 @@ impl RunningWorker {
 
 impl Worker {
     pub fn new(platform: Platform, backend: Arc<dyn IssuerBackend>, settings: WorkerSettings) -> Self {
+        let limit = (settings.lease - time::Duration::seconds(5)).max(time::Duration::seconds(1));
+        let backend = Arc::new(Deadline { inner: backend, limit: limit.unsigned_abs() });
         Self { platform, backend, settings, id: format!("worker-{}", uuid::Uuid::new_v4()) }
     }
 
@@ -109,5 +118,47 @@ impl Worker {
                 _ = stopped.changed() => {}
             }
         }
+    }
+}
+
+/// Cuts every call to the issuer off at `limit`, however many HTTP requests it makes (token fetch,
+/// a 401 and a second try): the attempt then counts as a retryable timeout. So an attempt never
+/// outlives the lease it runs under, and another worker never sends a batch this one still holds.
+struct Deadline {
+    inner: Arc<dyn IssuerBackend>,
+    limit: Duration,
+}
+
+impl Deadline {
+    fn timed_out(&self) -> AttemptOutcome {
+        AttemptOutcome::Retryable {
+            error: format!("the attempt took longer than {} s", self.limit.as_secs()),
+            retry_after: None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl IssuerBackend for Deadline {
+    async fn notify_operations(
+        &self,
+        issuer: &IssuerId,
+        callback: &CallbackSettings,
+        operations: &[Operation],
+    ) -> AttemptOutcome {
+        tokio::time::timeout(self.limit, self.inner.notify_operations(issuer, callback, operations))
+            .await
+            .unwrap_or_else(|_| self.timed_out())
+    }
+
+    async fn card_credentials(
+        &self,
+        issuer: &IssuerId,
+        callback: &CallbackSettings,
+        card: &CardId,
+    ) -> Result<String, AttemptOutcome> {
+        tokio::time::timeout(self.limit, self.inner.card_credentials(issuer, callback, card))
+            .await
+            .unwrap_or_else(|_| Err(self.timed_out()))
     }
 }

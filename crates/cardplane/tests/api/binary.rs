@@ -1,7 +1,7 @@
 //! The real `cardplane` binary: the default SQLite start, the master key file, SIGTERM, log lines,
 //! the configuration layers and the `issuer` commands.
 
-use crate::issuer_stub::{IssuerStub, eventually};
+use crate::issuer_stub::{IssuerStub, eventually, eventually_within};
 use crate::support::{SigningKey, onboarding};
 use cardplane_testkit::{Backend, TestDatabase};
 use serde_json::Value;
@@ -472,8 +472,10 @@ async fn acknowledged_writes_survive_kill_9(backend: Backend) {
     }
     assert!(acknowledged.len() >= 150);
     // Every acknowledged registration reaches the issuer, whether before the crash or after the
-    // restart: none is lost (some may come twice, which operationIds let the issuer see).
-    let delivered = eventually("every acknowledged card's notification", || async {
+    // restart: none is lost (some may come twice, which operationIds let the issuer see). A batch
+    // the killed worker held waits for its lease (15 s) to run out: that is the wait allowed here.
+    let wait = std::time::Duration::from_secs(45);
+    let delivered = eventually_within(wait, "every acknowledged card's notification", || async {
         let cards: std::collections::HashSet<String> = stub
             .operations()
             .await

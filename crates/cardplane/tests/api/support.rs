@@ -133,7 +133,7 @@ impl TestAppBuilder {
             worker_settings: cardplane_worker::WorkerSettings {
                 lanes: 2,
                 idle_poll: std::time::Duration::from_millis(20),
-                lease: time::Duration::seconds(60),
+                lease: time::Duration::seconds(15),
             },
             outbound: cardplane_connectors::OutboundSettings { call_timeout: std::time::Duration::from_secs(1) },
         };
