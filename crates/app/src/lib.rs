@@ -6,8 +6,10 @@
 //! the ports, implemented by the adapter crates and wired together by the `cardplane` binary.
 //!
 //! # Layout
-//! - [`ports`]: the traits adapters implement: [`ports::Store`] and its unit of work [`ports::Tx`],
-//!   [`ports::Clock`], [`ports::KeyVault`].
+//! - [`ports`]: the traits adapters implement: [`ports::Store`] and its unit of work [`ports::Tx`]
+//!   (with the outbox, [`ports::OutboxTx`], and pending renewals, [`ports::RenewalTx`]),
+//!   [`ports::Clock`], [`ports::KeyVault`], [`ports::CardDataVault`], [`ports::TokenService`], and
+//!   [`ports::IssuerBackend`] (the calls to the issuer, made only by the worker).
 //! - [`error`]: [`AppError`], how a use case fails, and [`ports::StoreError`].
 //! - [`issuers`]: onboarding, reading issuers, encryption keys and their rotation.
 //! - [`auth`]: granting access tokens for JWT-bearer assertions, and authenticating bearer tokens.

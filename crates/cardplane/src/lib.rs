@@ -2,10 +2,10 @@
 //! use cases, and runs a command.
 //!
 //! # Layout
-//! - [`cli`]: the commands (`serve`, `migrate`, `issuer add|show|list|rotate-key`).
+//! - [`cli`]: the commands (`serve`, `worker`, `migrate`, `issuer add|show|list|rotate-key`).
 //! - [`config`]: flags over environment over TOML file over defaults.
 //! - [`keys`]: finding (or, for a new SQLite database, making) the master key.
-//! - [`server`]: starting and stopping the HTTP server; used by `serve` and by the tests.
+//! - [`server`]: starting and stopping the HTTP server and its worker; used by `serve` and by the tests.
 //! - [`logging`]: JSON (or text) logs through `tracing`.
 
 pub mod cli;

@@ -35,7 +35,7 @@ pub struct WorkerSettings {
     /// leaves, at worst.
     pub idle_poll: Duration,
     /// How long a claimed batch is held before another worker may take it. Every attempt is cut
-    /// off 5 s before its lease ends (see [`Deadline`]), so a live worker never outlasts its
+    /// off 5 s before its lease ends (see `Deadline`), so a live worker never outlasts its
     /// lease; a dead worker's batches wait this long before another worker sends them. The
     /// default, 15 s, gives an attempt (token fetch and notification together) the 10 s of
     /// outbound.md §2.

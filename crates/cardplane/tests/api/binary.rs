@@ -564,3 +564,49 @@ async fn acknowledged_writes_survive_kill_9_on_sqlite() {
 async fn acknowledged_writes_survive_kill_9_on_postgres() {
     acknowledged_writes_survive_kill_9(Backend::Postgres).await;
 }
+
+/// The platform scaled out: an API-only `serve --worker=false` and a separate `cardplane worker`
+/// on one PostgreSQL; the worker delivers what the server acknowledged, and stops on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_separate_worker_process_delivers_for_an_api_only_server() {
+    use serde_json::json;
+
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let command = || {
+        let mut command = cardplane(dir.path());
+        command.env("CARDPLANE_DATABASE_URL", &db.url).env("CARDPLANE_MASTER_KEY", "ef".repeat(32));
+        command
+    };
+    let mut api_only = command();
+    api_only.env("CARDPLANE_WORKER", "false");
+    let served = Served::start(api_only).await.expect("serves");
+    let client = crate::support::http_client();
+    let stub = IssuerStub::start().await;
+    let product = json!({"cardProductId": "VISA", "scheme": "VISA", "authorisationMode": "NONE"});
+    let bank = OnboardedBank::onboard_with(&client, &served.base, "SCALE00001", product, stub.callback(10)).await;
+    let jwe = bank.encrypt(&json!({"pan": "4111111111111111", "exp": "1230"}));
+    let registered = client
+        .put(format!("{}/banking/v2/issuers/SCALE00001/cards/card-1", served.base))
+        .bearer_auth(&bank.token)
+        .json(&json!({"consumerId": "c", "cardProductId": "VISA", "encryptedData": jwe}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 204);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(stub.operations().await.is_empty(), "an API-only server sends nothing");
+
+    let mut worker = command().arg("worker").stderr(Stdio::null()).spawn().expect("the worker starts");
+    let received = eventually("the REGISTER notification", || async {
+        let ops = stub.operations().await;
+        (!ops.is_empty()).then_some(ops)
+    })
+    .await;
+    assert_eq!(received[0]["operation"], "REGISTER");
+    let pid = worker.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), worker.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "the worker stops cleanly on SIGTERM: {status}");
+    served.terminate().await;
+}
