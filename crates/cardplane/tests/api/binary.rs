@@ -387,6 +387,16 @@ async fn card_data_never_appears_in_logs_answers_or_the_database() {
     }
 }
 
+/// `cardplane` in `dir` on the test's database: the default SQLite file in `dir`, or PostgreSQL
+/// with a master key.
+fn on_database(dir: &Path, db: &TestDatabase) -> Command {
+    let mut command = cardplane(dir);
+    if db.backend == Backend::Postgres {
+        command.env("CARDPLANE_DATABASE_URL", &db.url).env("CARDPLANE_MASTER_KEY", "ef".repeat(32));
+    }
+    command
+}
+
 /// What was acknowledged survives `kill -9`: every card answered 204 is there after a restart, with
 /// the notification its change queued (they are written in one transaction).
 async fn acknowledged_writes_survive_kill_9(backend: Backend) {
@@ -394,13 +404,7 @@ async fn acknowledged_writes_survive_kill_9(backend: Backend) {
 
     let db = TestDatabase::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
-    let command = || {
-        let mut command = cardplane(dir.path());
-        if backend == Backend::Postgres {
-            command.env("CARDPLANE_DATABASE_URL", &db.url).env("CARDPLANE_MASTER_KEY", "ef".repeat(32));
-        }
-        command
-    };
+    let command = || on_database(dir.path(), &db);
     let mut served = Served::start(command()).await.expect("serves");
     let client = crate::support::http_client();
     let product = json!({"cardProductId": "VISA", "scheme": "VISA", "authorisationMode": "NONE"});
@@ -497,13 +501,7 @@ async fn a_notification_acknowledged_before_a_crash_is_delivered_after_it(backen
 
     let db = TestDatabase::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
-    let command = || {
-        let mut command = cardplane(dir.path());
-        if backend == Backend::Postgres {
-            command.env("CARDPLANE_DATABASE_URL", &db.url).env("CARDPLANE_MASTER_KEY", "ef".repeat(32));
-        }
-        command
-    };
+    let command = || on_database(dir.path(), &db);
     let mut without_worker = command();
     without_worker.env("CARDPLANE_WORKER", "0");
     let mut served = Served::start(without_worker).await.expect("serves");
@@ -573,11 +571,7 @@ async fn a_separate_worker_process_delivers_for_an_api_only_server() {
 
     let db = TestDatabase::new(Backend::Postgres).await;
     let dir = tempfile::tempdir().unwrap();
-    let command = || {
-        let mut command = cardplane(dir.path());
-        command.env("CARDPLANE_DATABASE_URL", &db.url).env("CARDPLANE_MASTER_KEY", "ef".repeat(32));
-        command
-    };
+    let command = || on_database(dir.path(), &db);
     let mut api_only = command();
     api_only.env("CARDPLANE_WORKER", "false");
     let served = Served::start(api_only).await.expect("serves");
