@@ -115,7 +115,7 @@ pub(crate) async fn record_change(
         start_time: now,
         end_time: Some(now),
         details: match &ctx.completes {
-            Some(pending) => Some(crate::renewals::pending_details(pending, change.details.as_deref())),
+            Some(pending) => Some(crate::pending::pending_details(pending, change.details.as_deref())),
             None => change.details,
         },
     };
@@ -159,6 +159,12 @@ pub(crate) async fn check_card_id_free(tx: &mut dyn Tx, ctx: &RequestContext, id
         return Err(Refusal::CardIdInUse(id.clone()).into());
     }
     Ok(())
+}
+
+/// `details` of a `DIGITIZE` notification.
+pub(crate) fn digitize_details(digital_card: &DigitalCard) -> String {
+    // Digital card ids are [A-Za-z0-9_-] and wallets are fixed names: nothing to escape.
+    format!(r#"{{"digitalCardId":"{}","wallet":"{}"}}"#, digital_card.id.as_str(), digital_card.wallet.as_str())
 }
 
 pub(crate) fn new_card_details(id: &CardId) -> String {
@@ -438,7 +444,7 @@ impl Platform {
                         return Ok(replay);
                     }
                     if pending {
-                        crate::renewals::request_renewal(tx, &ctx, &card_id, &request, now).await?;
+                        crate::pending::request_renewal(tx, &ctx, &card_id, &request, now).await?;
                     } else {
                         apply_operation(tx, &ctx, &card_id, &request, &new_credentials, now).await?;
                     }
@@ -590,27 +596,37 @@ impl Platform {
                         ))
                         .into());
                     }
+                    // The wallet shows the cardholder's name: when cardplane does not hold the
+                    // consumer's data and the issuer can be asked, the digitization waits for
+                    // Get Consumer Information (outbound.md §3).
+                    let callback = tx.issuer(&ctx.issuer).await?.and_then(|i| i.onboarding.callback);
+                    let consumer = tx.consumer(&ctx.issuer, &card.consumer_id).await?;
+                    let known = consumer.is_some_and(|c| c.personal_information.is_some());
+                    let ask_issuer = callback.is_some_and(|c| !c.stores_consumer_data || !known);
                     let id = DigitalCardId::parse(format!("dc-{}", uuid::Uuid::new_v4().simple())).expect("a valid id");
                     let digital_card = DigitalCard {
                         id: id.clone(),
                         card_id: card.id.clone(),
                         wallet,
                         device,
-                        state: DigitalCardState::Active,
+                        state: if ask_issuer { DigitalCardState::Pending } else { DigitalCardState::Active },
                         created_at: now,
                         updated_at: now,
                     };
                     tx.insert_digital_card(&ctx.issuer, &digital_card).await?;
-                    let details = format!(r#"{{"digitalCardId":"{}","wallet":"{}"}}"#, id.as_str(), wallet.as_str());
-                    let change = CardChange {
-                        before: Some(&card),
-                        after: &card,
-                        kind: OperationKind::Digitize,
-                        reason_code: None,
-                        reason: None,
-                        details: Some(details),
-                    };
-                    record_change(tx, &ctx, now, change).await?;
+                    if ask_issuer {
+                        crate::pending::request_digitization(tx, &ctx, &digital_card, now).await?;
+                    } else {
+                        let change = CardChange {
+                            before: Some(&card),
+                            after: &card,
+                            kind: OperationKind::Digitize,
+                            reason_code: None,
+                            reason: None,
+                            details: Some(digitize_details(&digital_card)),
+                        };
+                        record_change(tx, &ctx, now, change).await?;
+                    }
                     let outcome = Some(id.as_str().to_owned());
                     complete(tx, &ctx, &outcome).await?;
                     Ok(Done { value: outcome, replayed: false })

@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //! - [`ports`]: the traits adapters implement: [`ports::Store`] and its unit of work [`ports::Tx`]
-//!   (with the outbox, [`ports::OutboxTx`], and pending renewals, [`ports::RenewalTx`]),
+//!   (with the outbox, [`ports::OutboxTx`], and operations waiting for the issuer, [`ports::PendingTx`]),
 //!   [`ports::Clock`], [`ports::KeyVault`], [`ports::CardDataVault`], [`ports::TokenService`], and
 //!   [`ports::IssuerBackend`] (the calls to the issuer, made only by the worker).
 //! - [`error`]: [`AppError`], how a use case fails, and [`ports::StoreError`].
@@ -18,8 +18,8 @@
 //! - [`cards`]: cards v2: register, create, get, history, and the life-cycle operations.
 //! - [`notifications`]: delivering the outbox to the issuer one batch at a time (for the worker),
 //!   the deliveries view and redelivery (for the admin API).
-//! - [`renewals`]: renew and replace without card data, completed by the worker with the
-//!   issuer's Get Card Credentials.
+//! - [`pending`]: operations acknowledged as `PENDING` and completed by the worker: renew and replace
+//!   without card data (Get Card Credentials), digitization needing consumer data (Get Consumer Information).
 
 pub mod auth;
 pub mod cards;
@@ -28,8 +28,8 @@ pub mod context;
 pub mod error;
 pub mod issuers;
 pub mod notifications;
+pub mod pending;
 pub mod ports;
-pub mod renewals;
 
 pub use error::AppError;
 pub use issuers::OnboardedIssuer;

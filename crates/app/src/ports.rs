@@ -15,15 +15,15 @@ use async_trait::async_trait;
 use cardplane_domain::FieldError;
 use cardplane_domain::auth::{AssertionClaims, AssertionRefusal};
 use cardplane_domain::card::Card;
-use cardplane_domain::consumer::Consumer;
+use cardplane_domain::consumer::{Consumer, PersonalInformation};
 use cardplane_domain::credentials::{CardCredentials, Pan};
 use cardplane_domain::delivery::{AfterAttempt, AttemptOutcome, Delivery, DeliveryState};
-use cardplane_domain::digital_card::DigitalCard;
+use cardplane_domain::digital_card::{DigitalCard, DigitalCardId, DigitalCardState};
 use cardplane_domain::ids::{CardId, ConsumerId, IssuerId, KeyId};
 use cardplane_domain::issuer::{CallbackSettings, Issuer};
 use cardplane_domain::keys::{EncryptionKey, P256PublicKey};
 use cardplane_domain::operation::{HistoryEntry, Operation};
-use cardplane_domain::renewal::PendingRenewal;
+use cardplane_domain::pending::PendingOperation;
 use futures_util::future::BoxFuture;
 use std::any::Any;
 use time::OffsetDateTime;
@@ -62,7 +62,7 @@ pub struct StoredEncryptionKey {
 ///
 /// Reads inside a write unit see the unit's own writes and those of the units committed before it.
 #[async_trait]
-pub trait Tx: CardTx + OutboxTx + RenewalTx + Send {
+pub trait Tx: CardTx + OutboxTx + PendingTx + Send {
     async fn issuer(&mut self, id: &IssuerId) -> Result<Option<Issuer>, StoreError>;
     async fn issuers(&mut self) -> Result<Vec<Issuer>, StoreError>;
     /// Inserts or replaces an issuer with its assertion keys, card products and settings.
@@ -135,6 +135,15 @@ pub trait CardTx: Send {
     /// The card's digital cards, oldest first.
     async fn digital_cards(&mut self, issuer: &IssuerId, card: &CardId) -> Result<Vec<DigitalCard>, StoreError>;
     async fn insert_digital_card(&mut self, issuer: &IssuerId, digital_card: &DigitalCard) -> Result<(), StoreError>;
+    /// Sets one digital card's state; `false` when it is not in state `from` (anymore).
+    async fn set_digital_card_state(
+        &mut self,
+        issuer: &IssuerId,
+        id: &DigitalCardId,
+        from: DigitalCardState,
+        to: DigitalCardState,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
     /// Marks the card's digital cards `DELETED`.
     async fn delete_digital_cards(
         &mut self,
@@ -243,20 +252,21 @@ pub trait OutboxTx: Send {
     async fn redeliver(&mut self, operation_id: &str, now: OffsetDateTime) -> Result<Option<IssuerId>, StoreError>;
 }
 
-/// Renewals and replacements waiting for the issuer's new credentials, claimed by workers under a
-/// lease like notifications.
+/// Operations acknowledged as `PENDING` that wait for the issuer (renew and replace for card
+/// credentials, digitization for consumer information), claimed by workers under a lease like
+/// notifications.
 #[async_trait]
-pub trait RenewalTx: Send {
-    async fn enqueue_renewal(&mut self, issuer: &IssuerId, renewal: &PendingRenewal) -> Result<(), StoreError>;
-    /// Leases the oldest pending renewal that is due at `now`, with its issuer.
-    async fn claim_renewal(
+pub trait PendingTx: Send {
+    async fn enqueue_pending(&mut self, issuer: &IssuerId, renewal: &PendingOperation) -> Result<(), StoreError>;
+    /// Leases the oldest pending operation that is due at `now`, with its issuer.
+    async fn claim_pending(
         &mut self,
         now: OffsetDateTime,
         lease: &Lease,
-    ) -> Result<Option<(IssuerId, PendingRenewal)>, StoreError>;
+    ) -> Result<Option<(IssuerId, PendingOperation)>, StoreError>;
     /// Records the end of an attempt to complete a renewal `owner` leased: `Delivered` means done,
     /// `RetryAt` pending again, `Dead` failed. `false` when the lease was lost.
-    async fn finish_renewal_attempt(
+    async fn finish_pending_attempt(
         &mut self,
         operation_id: &str,
         owner: &str,
@@ -465,6 +475,16 @@ pub trait IssuerBackend: Send + Sync + 'static {
         callback: &CallbackSettings,
         operations: &[Operation],
     ) -> AttemptOutcome;
+
+    /// `GET {baseUrl}/banking/d1/v1/issuers/{issuerId}/consumers/{consumerId}?cardId=…`: the
+    /// consumer's personal information, to be used and not kept.
+    async fn consumer_information(
+        &self,
+        issuer: &IssuerId,
+        callback: &CallbackSettings,
+        consumer: &ConsumerId,
+        card: Option<&CardId>,
+    ) -> Result<PersonalInformation, AttemptOutcome>;
 
     /// `GET {baseUrl}/cms/api/v1/issuers/{issuerId}/cards/{cardId}/credentials`: the card's new
     /// credentials as the issuer's `encryptedData` (a JWE to one of the issuer's cardplane keys).

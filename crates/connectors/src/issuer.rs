@@ -2,11 +2,12 @@
 
 use crate::OutboundSettings;
 use crate::oauth::TokenCache;
-use crate::wire::{NotifyOperations, OperationItem};
+use crate::wire::{ConsumerAnswer, NotifyOperations, OperationItem};
 use async_trait::async_trait;
 use cardplane_app::ports::{Clock, IssuerBackend};
+use cardplane_domain::consumer::PersonalInformation;
 use cardplane_domain::delivery::AttemptOutcome;
-use cardplane_domain::ids::{CardId, IssuerId};
+use cardplane_domain::ids::{CardId, ConsumerId, IssuerId};
 use cardplane_domain::issuer::CallbackSettings;
 use cardplane_domain::operation::Operation;
 use reqwest::StatusCode;
@@ -60,6 +61,19 @@ impl HttpIssuerBackend {
         unreachable!("the loop returns on its second turn")
     }
 
+    /// The body of a 2xx answer; any other answer as the failure it is.
+    async fn successful_body(&self, response: reqwest::Response) -> Result<Vec<u8>, AttemptOutcome> {
+        match AttemptOutcome::from_status(response.status().as_u16(), self.retry_after(&response)) {
+            AttemptOutcome::Delivered => {}
+            failure => return Err(failure),
+        }
+        let body = response.bytes().await.map_err(|e| AttemptOutcome::Retryable {
+            error: format!("the issuer's answer was cut off: {}", describe(&e)),
+            retry_after: None,
+        })?;
+        Ok(body.to_vec())
+    }
+
     fn retry_after(&self, response: &reqwest::Response) -> Option<Duration> {
         let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim();
         if let Ok(seconds) = value.parse::<i64>() {
@@ -93,6 +107,29 @@ impl IssuerBackend for HttpIssuerBackend {
         }
     }
 
+    async fn consumer_information(
+        &self,
+        issuer: &IssuerId,
+        callback: &CallbackSettings,
+        consumer: &ConsumerId,
+        card: Option<&CardId>,
+    ) -> Result<PersonalInformation, AttemptOutcome> {
+        let mut url = callback.base_url.join(&format!("/banking/d1/v1/issuers/{issuer}/consumers/{consumer}"));
+        if let Some(card) = card {
+            // A cardId is [A-Za-z0-9_-]: safe in a query as it is.
+            url.push_str(&format!("?cardId={card}"));
+        }
+        let response = self.send_authorized(issuer, callback, || self.http.get(&url)).await?;
+        let body = self.successful_body(response).await?;
+        // Never echo the body: it is personal data.
+        let answer: ConsumerAnswer = serde_json::from_slice(&body).map_err(|_| AttemptOutcome::Rejected {
+            error: "the issuer's consumer information is not a personalInformation object".to_owned(),
+        })?;
+        answer.into_domain().validated().map_err(|refused| AttemptOutcome::Rejected {
+            error: format!("the issuer's consumer information was refused: {refused}"),
+        })
+    }
+
     async fn card_credentials(
         &self,
         issuer: &IssuerId,
@@ -101,15 +138,7 @@ impl IssuerBackend for HttpIssuerBackend {
     ) -> Result<String, AttemptOutcome> {
         let url = callback.base_url.join(&format!("/cms/api/v1/issuers/{issuer}/cards/{card}/credentials"));
         let response = self.send_authorized(issuer, callback, || self.http.get(&url)).await?;
-        let status = response.status().as_u16();
-        match AttemptOutcome::from_status(status, self.retry_after(&response)) {
-            AttemptOutcome::Delivered => {}
-            failure => return Err(failure),
-        }
-        let body = response.bytes().await.map_err(|e| AttemptOutcome::Retryable {
-            error: format!("the issuer's answer was cut off: {}", describe(&e)),
-            retry_after: None,
-        })?;
+        let body = self.successful_body(response).await?;
         // Never echo the body: it carries card data (encrypted, but still).
         let answer: CredentialsAnswer = serde_json::from_slice(&body).map_err(|_| AttemptOutcome::Rejected {
             error: "the issuer's credentials answer is not {\"encryptedData\": \"<JWE>\"}".to_owned(),

@@ -54,6 +54,45 @@ pub struct PersonalInformation {
 }
 
 impl PersonalInformation {
+    /// Checks every field given against [`rules`], wherever the information came from (an issuer's
+    /// request, or its answer to Get Consumer Information). Refusals name the field.
+    pub fn validated(self) -> Result<PersonalInformation, FieldError> {
+        fn opt(
+            value: Option<String>,
+            check: impl Fn(&str) -> Result<String, FieldError>,
+        ) -> Result<Option<String>, FieldError> {
+            value.as_deref().map(check).transpose()
+        }
+        let address = match self.address {
+            None => None,
+            Some(a) => Some(
+                (|| {
+                    Ok(Address {
+                        line1: opt(a.line1, |v| rules::address_text("line1", v))?,
+                        line2: opt(a.line2, |v| rules::address_text("line2", v))?,
+                        line3: opt(a.line3, |v| rules::address_text("line3", v))?,
+                        city: opt(a.city, |v| rules::address_text("city", v))?,
+                        state: opt(a.state, |v| rules::address_text("state", v))?,
+                        zip_code: opt(a.zip_code, |v| rules::address_text("zipCode", v))?,
+                        country_code: opt(a.country_code, |v| rules::country_code("countryCode", v))?,
+                    })
+                })()
+                .map_err(|e: FieldError| e.within("address"))?,
+            ),
+        };
+        Ok(PersonalInformation {
+            title: opt(self.title, rules::title)?,
+            first_name: opt(self.first_name, |v| rules::name("firstName", v))?,
+            middle_name: opt(self.middle_name, |v| rules::name("middleName", v))?,
+            last_name: opt(self.last_name, |v| rules::name("lastName", v))?,
+            email: opt(self.email, rules::email)?,
+            mobile_phone_number: opt(self.mobile_phone_number, |v| rules::phone("mobilePhoneNumber", v))?,
+            language: opt(self.language, rules::language)?,
+            date_of_birth: opt(self.date_of_birth, rules::date_of_birth)?,
+            address,
+        })
+    }
+
     /// Merges `update` into `self` field by field: a field given in the update wins, one absent
     /// keeps its stored value (the Update consumer semantics).
     pub fn merge(&self, update: &PersonalInformation) -> PersonalInformation {

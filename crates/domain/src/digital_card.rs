@@ -50,6 +50,8 @@ impl Wallet {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DigitalCardState {
+    /// Waiting for the issuer's consumer information before the wallet gets it [ours].
+    Pending,
     Active,
     Suspended,
     Deleted,
@@ -58,6 +60,7 @@ pub enum DigitalCardState {
 impl DigitalCardState {
     pub fn as_str(self) -> &'static str {
         match self {
+            DigitalCardState::Pending => "PENDING",
             DigitalCardState::Active => "ACTIVE",
             DigitalCardState::Suspended => "SUSPENDED",
             DigitalCardState::Deleted => "DELETED",
@@ -65,7 +68,7 @@ impl DigitalCardState {
     }
 
     pub fn parse(s: &str) -> Option<DigitalCardState> {
-        [DigitalCardState::Active, DigitalCardState::Suspended, DigitalCardState::Deleted]
+        [DigitalCardState::Pending, DigitalCardState::Active, DigitalCardState::Suspended, DigitalCardState::Deleted]
             .into_iter()
             .find(|d| d.as_str() == s)
     }

@@ -15,7 +15,8 @@
 //! - [`product`]: card products: scheme, authorisation mode, BIN range, validity.
 //! - [`operation`]: operations (what the issuer is notified of) and card history entries.
 //! - [`issuer`]: an onboarded issuer and its settings (assertion keys, callback, wallet server).
-//! - [`renewal`]: a renew or replace waiting for the issuer's new card credentials.
+//! - [`pending`]: an operation acknowledged as `PENDING` that waits for the issuer (its card credentials
+//!   for a renew or replace, its consumer information for a digitization).
 //! - [`keys`]: public-key material as the domain sees it (P-256 points, key status).
 
 pub mod auth;
@@ -29,8 +30,8 @@ pub mod ids;
 pub mod issuer;
 pub mod keys;
 pub mod operation;
+pub mod pending;
 pub mod product;
-pub mod renewal;
 pub mod scheme;
 
 pub use field::FieldError;

@@ -6,7 +6,7 @@
 
 use crate::repo::{SqlTx, backend, impl_tx};
 use crate::repo_cards::impl_card_tx;
-use crate::repo_outbox::{impl_outbox_tx, impl_renewal_tx};
+use crate::repo_outbox::{impl_outbox_tx, impl_pending_tx};
 use async_trait::async_trait;
 use cardplane_app::AppError;
 use cardplane_app::ports::{BoxedWork, Erased, Store, StoreError, Vaults};
@@ -22,7 +22,7 @@ impl_outbox_tx!(
     take_turns: Some("SELECT pg_advisory_xact_lock(hashtextextended('cardplane-outbox:' || $1, 0))"),
     skip_locked: " FOR UPDATE SKIP LOCKED"
 );
-impl_renewal_tx!(PgConnection, skip_locked: " FOR UPDATE SKIP LOCKED");
+impl_pending_tx!(PgConnection, skip_locked: " FOR UPDATE SKIP LOCKED");
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

@@ -491,6 +491,29 @@ macro_rules! impl_card_tx {
                 Ok(())
             }
 
+            async fn set_digital_card_state(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                id: &cardplane_domain::digital_card::DigitalCardId,
+                from: cardplane_domain::digital_card::DigitalCardState,
+                to: cardplane_domain::digital_card::DigitalCardState,
+                at: time::OffsetDateTime,
+            ) -> Result<bool, cardplane_app::ports::StoreError> {
+                let done = sqlx::query(
+                    "UPDATE digital_cards SET state = $1, updated_at = $2 \
+                     WHERE issuer_id = $3 AND digital_card_id = $4 AND state = $5",
+                )
+                .bind(to.as_str())
+                .bind($crate::repo::micros(at))
+                .bind(issuer.as_str())
+                .bind(id.as_str())
+                .bind(from.as_str())
+                .execute(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn relink_digital_cards(
                 &mut self,
                 issuer: &cardplane_domain::ids::IssuerId,

@@ -218,37 +218,44 @@ macro_rules! impl_outbox_tx {
 pub(crate) use impl_outbox_tx;
 
 #[derive(sqlx::FromRow)]
-pub(crate) struct RenewalRow {
+pub(crate) struct PendingRow {
     operation_id: String,
     issuer_id: String,
     card_id: String,
     operation: String,
-    reason_code: String,
+    reason_code: Option<String>,
     reason: Option<String>,
     new_card_id: Option<String>,
     new_card_state: String,
+    digital_card_id: Option<String>,
     actor: String,
     correlation_id: String,
     requested_at: i64,
     attempts: i64,
 }
 
-impl RenewalRow {
-    pub(crate) fn into_renewal(
+impl PendingRow {
+    pub(crate) fn into_pending(
         self,
-    ) -> Result<(cardplane_domain::ids::IssuerId, cardplane_domain::renewal::PendingRenewal), StoreError> {
+    ) -> Result<(cardplane_domain::ids::IssuerId, cardplane_domain::pending::PendingOperation), StoreError> {
         use cardplane_domain::card::{InitialState, OperationKind, ReasonCode};
+        use cardplane_domain::digital_card::DigitalCardId;
         use cardplane_domain::ids::{CardId, IssuerId};
         Ok((
             IssuerId::parse(self.issuer_id).map_err(corrupt)?,
-            cardplane_domain::renewal::PendingRenewal {
+            cardplane_domain::pending::PendingOperation {
                 operation_id: self.operation_id,
                 card_id: CardId::parse(self.card_id).map_err(corrupt)?,
-                kind: OperationKind::parse(&self.operation).ok_or_else(|| corrupt("renewal operation"))?,
-                reason_code: ReasonCode::parse(&self.reason_code).ok_or_else(|| corrupt("renewal reason"))?,
+                kind: OperationKind::parse(&self.operation).ok_or_else(|| corrupt("pending operation"))?,
+                reason_code: self
+                    .reason_code
+                    .map(|r| ReasonCode::parse(&r).ok_or_else(|| corrupt("pending operation reason")))
+                    .transpose()?,
                 reason: self.reason,
                 new_card_id: self.new_card_id.map(CardId::parse).transpose().map_err(corrupt)?,
-                new_card_state: InitialState::parse(&self.new_card_state).ok_or_else(|| corrupt("renewal state"))?,
+                new_card_state: InitialState::parse(&self.new_card_state)
+                    .ok_or_else(|| corrupt("pending operation state"))?,
+                digital_card_id: self.digital_card_id.map(DigitalCardId::parse).transpose().map_err(corrupt)?,
                 actor: self.actor,
                 correlation_id: self.correlation_id,
                 requested_at: from_micros(self.requested_at)?,
@@ -258,56 +265,57 @@ impl RenewalRow {
     }
 }
 
-/// Implements [`RenewalTx`](cardplane_app::ports::RenewalTx) for `SqlTx<'_, $conn>`.
-macro_rules! impl_renewal_tx {
+/// Implements [`PendingTx`](cardplane_app::ports::PendingTx) for `SqlTx<'_, $conn>`.
+macro_rules! impl_pending_tx {
     ($conn:ty, skip_locked: $skip_locked:literal) => {
         #[async_trait::async_trait]
-        impl cardplane_app::ports::RenewalTx for $crate::repo::SqlTx<'_, $conn> {
-            async fn enqueue_renewal(
+        impl cardplane_app::ports::PendingTx for $crate::repo::SqlTx<'_, $conn> {
+            async fn enqueue_pending(
                 &mut self,
                 issuer: &cardplane_domain::ids::IssuerId,
-                renewal: &cardplane_domain::renewal::PendingRenewal,
+                pending: &cardplane_domain::pending::PendingOperation,
             ) -> Result<(), cardplane_app::ports::StoreError> {
                 use $crate::repo::{backend, micros};
                 sqlx::query(
-                    "INSERT INTO pending_renewals (operation_id, issuer_id, card_id, operation, reason_code, reason, \
-                     new_card_id, new_card_state, actor, correlation_id, requested_at, next_attempt_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                    "INSERT INTO pending_operations (operation_id, issuer_id, card_id, operation, reason_code, reason, \
+                     new_card_id, new_card_state, digital_card_id, actor, correlation_id, requested_at, \
+                     next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
                 )
-                .bind(renewal.operation_id.as_str())
+                .bind(pending.operation_id.as_str())
                 .bind(issuer.as_str())
-                .bind(renewal.card_id.as_str())
-                .bind(renewal.kind.as_str())
-                .bind(renewal.reason_code.as_str())
-                .bind(renewal.reason.as_deref())
-                .bind(renewal.new_card_id.as_ref().map(|c| c.as_str()))
-                .bind(renewal.new_card_state.as_str())
-                .bind(renewal.actor.as_str())
-                .bind(renewal.correlation_id.as_str())
-                .bind(micros(renewal.requested_at))
+                .bind(pending.card_id.as_str())
+                .bind(pending.kind.as_str())
+                .bind(pending.reason_code.map(|r| r.as_str()))
+                .bind(pending.reason.as_deref())
+                .bind(pending.new_card_id.as_ref().map(|c| c.as_str()))
+                .bind(pending.new_card_state.as_str())
+                .bind(pending.digital_card_id.as_ref().map(|d| d.as_str()))
+                .bind(pending.actor.as_str())
+                .bind(pending.correlation_id.as_str())
+                .bind(micros(pending.requested_at))
                 .execute(&mut *self.conn)
                 .await
                 .map_err(backend)?;
                 Ok(())
             }
 
-            async fn claim_renewal(
+            async fn claim_pending(
                 &mut self,
                 now: time::OffsetDateTime,
                 lease: &cardplane_app::ports::Lease,
             ) -> Result<
-                Option<(cardplane_domain::ids::IssuerId, cardplane_domain::renewal::PendingRenewal)>,
+                Option<(cardplane_domain::ids::IssuerId, cardplane_domain::pending::PendingOperation)>,
                 cardplane_app::ports::StoreError,
             > {
                 use $crate::repo::{backend, micros};
-                use $crate::repo_outbox::RenewalRow;
-                let row: Option<RenewalRow> = sqlx::query_as(concat!(
-                    "UPDATE pending_renewals SET lease_owner = $2, lease_until = $3 WHERE operation_id IN \
-                     (SELECT operation_id FROM pending_renewals WHERE state = 'PENDING' AND next_attempt_at <= $1 \
+                use $crate::repo_outbox::PendingRow;
+                let row: Option<PendingRow> = sqlx::query_as(concat!(
+                    "UPDATE pending_operations SET lease_owner = $2, lease_until = $3 WHERE operation_id IN \
+                     (SELECT operation_id FROM pending_operations WHERE state = 'PENDING' AND next_attempt_at <= $1 \
                      AND (lease_until IS NULL OR lease_until <= $1) ORDER BY next_attempt_at LIMIT 1",
                     $skip_locked,
                     ") RETURNING operation_id, issuer_id, card_id, operation, reason_code, reason, new_card_id, \
-                     new_card_state, actor, correlation_id, requested_at, attempts"
+                     new_card_state, digital_card_id, actor, correlation_id, requested_at, attempts"
                 ))
                 .bind(micros(now))
                 .bind(lease.owner.as_str())
@@ -315,10 +323,10 @@ macro_rules! impl_renewal_tx {
                 .fetch_optional(&mut *self.conn)
                 .await
                 .map_err(backend)?;
-                row.map(RenewalRow::into_renewal).transpose()
+                row.map(PendingRow::into_pending).transpose()
             }
 
-            async fn finish_renewal_attempt(
+            async fn finish_pending_attempt(
                 &mut self,
                 operation_id: &str,
                 owner: &str,
@@ -332,7 +340,7 @@ macro_rules! impl_renewal_tx {
                     AfterAttempt::Dead { error } => ("FAILED", None, Some(error.as_str())),
                 };
                 let done = sqlx::query(
-                    "UPDATE pending_renewals SET attempts = attempts + 1, state = $1, next_attempt_at = $2, \
+                    "UPDATE pending_operations SET attempts = attempts + 1, state = $1, next_attempt_at = $2, \
                      last_error = COALESCE($3, last_error), lease_owner = NULL, lease_until = NULL \
                      WHERE operation_id = $4 AND lease_owner = $5",
                 )
@@ -349,4 +357,4 @@ macro_rules! impl_renewal_tx {
         }
     };
 }
-pub(crate) use impl_renewal_tx;
+pub(crate) use impl_pending_tx;

@@ -13,7 +13,7 @@
 
 use crate::repo::{SqlTx, backend, impl_tx};
 use crate::repo_cards::impl_card_tx;
-use crate::repo_outbox::{impl_outbox_tx, impl_renewal_tx};
+use crate::repo_outbox::{impl_outbox_tx, impl_pending_tx};
 use async_trait::async_trait;
 use cardplane_app::AppError;
 use cardplane_app::ports::{BoxedWork, Erased, Store, StoreError, Vaults};
@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 impl_tx!(SqliteConnection);
 impl_card_tx!(SqliteConnection);
 impl_outbox_tx!(SqliteConnection, take_turns: None, skip_locked: "");
-impl_renewal_tx!(SqliteConnection, skip_locked: "");
+impl_pending_tx!(SqliteConnection, skip_locked: "");
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

@@ -1,15 +1,15 @@
 //! cardplane's worker: the background work that talks to the outside world from durable records.
 //!
-//! Today that is delivering the notification outbox (outbound.md §2) and completing renewals that
-//! wait for the issuer's card credentials (§4). The worker runs inside
+//! Today that is delivering the notification outbox (outbound.md §2) and completing operations that
+//! wait for the issuer (its card credentials, §4, or consumer information, §3). The worker runs inside
 //! `cardplane serve`, or alone as `cardplane worker`; any number of workers may share one
 //! PostgreSQL database, since each batch is claimed under a lease in the database (see
 //! [`cardplane_app::ports::OutboxTx`]). On SQLite, one process does the work.
 //!
 //! # Layout
 //! - [`Worker`]: a few *lanes*, each a loop that delivers one batch after another
-//!   ([`Platform::deliver_next_batch`]), completes pending renewals
-//!   ([`Platform::complete_next_renewal`]) and, when nothing is due, waits a short poll interval.
+//!   ([`Platform::deliver_next_batch`]), completes operations waiting for the issuer
+//!   ([`Platform::complete_next_pending`]) and, when nothing is due, waits a short poll interval.
 //!
 //! The worker holds no state of its own: stopping it (or killing it) at any point loses nothing. A
 //! batch it was sending when killed is sent again once its lease runs out.
@@ -17,8 +17,9 @@
 use cardplane_app::Platform;
 use cardplane_app::notifications::Turn;
 use cardplane_app::ports::IssuerBackend;
+use cardplane_domain::consumer::PersonalInformation;
 use cardplane_domain::delivery::AttemptOutcome;
-use cardplane_domain::ids::{CardId, IssuerId};
+use cardplane_domain::ids::{CardId, ConsumerId, IssuerId};
 use cardplane_domain::issuer::CallbackSettings;
 use cardplane_domain::operation::Operation;
 use std::sync::Arc;
@@ -100,7 +101,7 @@ impl Worker {
             let backend = self.backend.as_ref();
             let turns = async {
                 let delivered = self.platform.deliver_next_batch(backend, &self.id, self.settings.lease).await?;
-                let renewed = self.platform.complete_next_renewal(backend, &self.id, self.settings.lease).await?;
+                let renewed = self.platform.complete_next_pending(backend, &self.id, self.settings.lease).await?;
                 Ok::<_, cardplane_app::AppError>((delivered, renewed))
             };
             let rest = match turns.await {
@@ -149,6 +150,18 @@ impl IssuerBackend for Deadline {
         tokio::time::timeout(self.limit, self.inner.notify_operations(issuer, callback, operations))
             .await
             .unwrap_or_else(|_| self.timed_out())
+    }
+
+    async fn consumer_information(
+        &self,
+        issuer: &IssuerId,
+        callback: &CallbackSettings,
+        consumer: &ConsumerId,
+        card: Option<&CardId>,
+    ) -> Result<PersonalInformation, AttemptOutcome> {
+        tokio::time::timeout(self.limit, self.inner.consumer_information(issuer, callback, consumer, card))
+            .await
+            .unwrap_or_else(|_| Err(self.timed_out()))
     }
 
     async fn card_credentials(

@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use cardplane_app::cards::{CardOperation, CreateCard, RegisterCard};
 use cardplane_domain::FieldError;
 use cardplane_domain::card::{Card, InitialState, OperationKind, ReasonCode, cardholder_name, reason_text};
-use cardplane_domain::consumer::{Address, Consumer, PersonalInformation, rules};
+use cardplane_domain::consumer::{Address, Consumer, PersonalInformation};
 use cardplane_domain::digital_card::{DigitalCard, Wallet, device_name};
 use cardplane_domain::ids::{CardId, CardProductId, ConsumerId};
 use cardplane_domain::operation::{HistoryEntry, Operation};
@@ -66,37 +66,26 @@ pub struct PersonalInformationWire {
 
 impl PersonalInformationWire {
     pub fn into_domain(self) -> Result<PersonalInformation, FieldError> {
-        let opt = |value: Option<String>, check: &dyn Fn(&str) -> Result<String, FieldError>| {
-            value.as_deref().map(check).transpose()
-        };
-        let address = match self.address {
-            None => None,
-            Some(a) => Some(within(
-                (|| {
-                    Ok(Address {
-                        line1: opt(a.line1, &|v| rules::address_text("line1", v))?,
-                        line2: opt(a.line2, &|v| rules::address_text("line2", v))?,
-                        line3: opt(a.line3, &|v| rules::address_text("line3", v))?,
-                        city: opt(a.city, &|v| rules::address_text("city", v))?,
-                        state: opt(a.state, &|v| rules::address_text("state", v))?,
-                        zip_code: opt(a.zip_code, &|v| rules::address_text("zipCode", v))?,
-                        country_code: opt(a.country_code, &|v| rules::country_code("countryCode", v))?,
-                    })
-                })(),
-                "address",
-            )?),
-        };
-        Ok(PersonalInformation {
-            title: opt(self.title, &rules::title)?,
-            first_name: opt(self.first_name, &|v| rules::name("firstName", v))?,
-            middle_name: opt(self.middle_name, &|v| rules::name("middleName", v))?,
-            last_name: opt(self.last_name, &|v| rules::name("lastName", v))?,
-            email: opt(self.email, &rules::email)?,
-            mobile_phone_number: opt(self.mobile_phone_number, &|v| rules::phone("mobilePhoneNumber", v))?,
-            language: opt(self.language, &rules::language)?,
-            date_of_birth: opt(self.date_of_birth, &rules::date_of_birth)?,
-            address,
-        })
+        PersonalInformation {
+            title: self.title,
+            first_name: self.first_name,
+            middle_name: self.middle_name,
+            last_name: self.last_name,
+            email: self.email,
+            mobile_phone_number: self.mobile_phone_number,
+            language: self.language,
+            date_of_birth: self.date_of_birth,
+            address: self.address.map(|a| Address {
+                line1: a.line1,
+                line2: a.line2,
+                line3: a.line3,
+                city: a.city,
+                state: a.state,
+                zip_code: a.zip_code,
+                country_code: a.country_code,
+            }),
+        }
+        .validated()
     }
 
     fn of(info: &PersonalInformation) -> Self {

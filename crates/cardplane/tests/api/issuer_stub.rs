@@ -168,3 +168,30 @@ impl IssuerStub {
             .collect()
     }
 }
+
+impl IssuerStub {
+    /// Get Consumer Information for `consumer_id` answers `response`.
+    pub async fn consumer(&self, issuer_id: &str, consumer_id: &str, response: ResponseTemplate) {
+        Mock::given(method("GET"))
+            .and(path(format!("/banking/d1/v1/issuers/{issuer_id}/consumers/{consumer_id}")))
+            .respond_with(response)
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// The consumer look-ups received: path and query of each, with its `Authorization` header.
+    pub async fn consumer_requests(&self) -> Vec<(String, String)> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.url.path().contains("/consumers/"))
+            .map(|r| {
+                let auth = r.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                (format!("{}?{}", r.url.path(), r.url.query().unwrap_or("")), auth)
+            })
+            .collect()
+    }
+}

@@ -9,6 +9,6 @@ mod isolation;
 mod issuer_stub;
 mod notifications;
 mod onboarding;
+mod pending;
 mod races;
-mod renewals;
 mod support;

@@ -1,5 +1,6 @@
-//! Renew and replace without card data (inbound.md §4, outbound.md §4): acknowledged at once with a
-//! `PENDING` notification, completed by the worker with the issuer's Get Card Credentials, and
+//! Operations that wait for the issuer. Renew and replace without card data (inbound.md §4,
+//! outbound.md §4), and digitizing without consumer data (§3): acknowledged at once with a
+//! `PENDING` notification, completed by the worker with what the issuer answers, and
 //! closed by a `SUCCESSFUL` or `FAILED` notification linked to the pending one.
 
 use crate::issuer_stub::{IssuerStub, eventually};
@@ -112,4 +113,54 @@ backend_tests! {
         assert_eq!(with_callback.notifications().await.len(), before, "refusals queue nothing");
         assert_eq!(silent.notifications().await.len(), 1);
     }
+
+    async fn digitizing_without_consumer_data_asks_the_issuer_first(db: TestDatabase) {
+        let app = TestApp::builder(db.backend).sandbox().worker().start().await;
+        let stub = IssuerStub::start().await;
+        let mut callback = stub.callback(10);
+        callback["storesConsumerData"] = json!(false);
+        let bank = app.bank_with("BANK000001", json!({"callback": callback})).await;
+        assert_eq!(bank.register_card("card-1", "c1", "VISA_LIGHT", OLD_PAN).await.0, StatusCode::NO_CONTENT);
+        assert_eq!(bank.register_card("card-2", "c2", "VISA_LIGHT", "4111111111111129").await.0, StatusCode::NO_CONTENT);
+        let person = json!({"firstName": "Ada", "lastName": "Lovelace", "language": "en-GB"});
+        stub.consumer("BANK000001", "c1", ResponseTemplate::new(200).set_body_json(person)).await;
+        stub.consumer("BANK000001", "c2", ResponseTemplate::new(404)).await;
+
+        let digitize = |card: &'static str| {
+            let bank = &bank;
+            async move {
+                let (status, body) = bank
+                    .call(Method::POST, &format!("/cards/{card}/digitalCards"), Some(json!({"wallet": "GOOGLE_PAY", "device": "Pixel 9"})))
+                    .await;
+                assert_eq!(status, StatusCode::CREATED, "{body}");
+                body["digitalCardId"].as_str().unwrap().to_owned()
+            }
+        };
+        let known = digitize("card-1").await;
+        let ops = notified(&stub, "DIGITIZE", "SUCCESSFUL").await;
+        let digitized: Vec<&Value> = ops.iter().filter(|o| o["operation"] == "DIGITIZE").collect();
+        assert_eq!(digitized[0]["status"], "PENDING");
+        assert_eq!(digitized[0]["details"]["digitalCardId"], known.as_str());
+        assert_eq!(digitized[1]["details"]["pendingOperationId"], digitized[0]["operationId"]);
+        assert_eq!(digitized[1]["details"]["digitalCardId"], known.as_str());
+        assert_eq!(digital_card_state(&bank, "card-1", &known).await, "ACTIVE");
+        let lookups = stub.consumer_requests().await;
+        assert_eq!(lookups, [("/banking/d1/v1/issuers/BANK000001/consumers/c1?cardId=card-1".to_owned(), "Bearer token-1".to_owned())]);
+        // Used, not kept: cardplane still holds no personal information for the consumer.
+        let (_, consumer) = bank.call(Method::GET, "/consumers/c1", None).await;
+        assert!(consumer.get("personalInformation").is_none_or(Value::is_null), "{consumer}");
+
+        // The issuer does not know the consumer: the digitization fails and the digital card goes.
+        let unknown = digitize("card-2").await;
+        let ops = notified(&stub, "DIGITIZE", "FAILED").await;
+        let failed = ops.iter().find(|o| o["operation"] == "DIGITIZE" && o["status"] == "FAILED").unwrap();
+        assert_eq!(failed["cardId"], "card-2");
+        assert_eq!(digital_card_state(&bank, "card-2", &unknown).await, "DELETED");
+    }
+}
+
+async fn digital_card_state(bank: &Bank<'_>, card: &str, id: &str) -> String {
+    let (_, list) = bank.call(Method::GET, &format!("/cards/{card}/digitalCards"), None).await;
+    let found = list["digitalCards"].as_array().unwrap().iter().find(|d| d["digitalCardId"] == id).cloned();
+    found.expect("the digital card")["state"].as_str().unwrap().to_owned()
 }
