@@ -118,6 +118,7 @@ pub(crate) async fn record_change(
             Some(pending) => Some(crate::pending::pending_details(pending, change.details.as_deref())),
             None => change.details,
         },
+        digital_card_id: None,
     };
     tx.enqueue_operation(&ctx.issuer, &operation).await?;
     Ok(operation_id)
@@ -159,6 +160,44 @@ pub(crate) async fn check_card_id_free(tx: &mut dyn Tx, ctx: &RequestContext, id
         return Err(Refusal::CardIdInUse(id.clone()).into());
     }
     Ok(())
+}
+
+/// Queues a notification about each digital card of `card` the issuer knows of (active or
+/// suspended) [outbound.md §4b]: `DELETE` when the card goes, `RENEW` when they move to a new card.
+pub(crate) async fn notify_digital_cards(
+    tx: &mut dyn Tx,
+    issuer: &IssuerId,
+    card: &CardId,
+    kind: OperationKind,
+    now: OffsetDateTime,
+) -> Result<(), AppError> {
+    for digital_card in tx.digital_cards(issuer, card).await? {
+        if matches!(digital_card.state, DigitalCardState::Active | DigitalCardState::Suspended) {
+            notify_digital_card(tx, issuer, &digital_card, kind, now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Queues a notification about one digital card, sent on its own to the digital-card endpoint.
+pub(crate) async fn notify_digital_card(
+    tx: &mut dyn Tx,
+    issuer: &IssuerId,
+    digital_card: &DigitalCard,
+    kind: OperationKind,
+    now: OffsetDateTime,
+) -> Result<(), AppError> {
+    let operation = Operation {
+        operation_id: uuid::Uuid::new_v4().simple().to_string(),
+        card_id: digital_card.card_id.clone(),
+        kind,
+        status: OperationStatus::Successful,
+        start_time: now,
+        end_time: Some(now),
+        details: None,
+        digital_card_id: Some(digital_card.id.clone()),
+    };
+    Ok(tx.enqueue_operation(issuer, &operation).await?)
 }
 
 /// `details` of a `DIGITIZE` notification.
@@ -527,6 +566,7 @@ pub(crate) async fn apply_operation(
                     };
                     tx.update_card(&ctx.issuer, &old).await?;
                     // The wallets' tokens follow the card to its new id [D1].
+                    notify_digital_cards(tx, &ctx.issuer, &card.id, OperationKind::Renew, now).await?;
                     tx.relink_digital_cards(&ctx.issuer, &card.id, &new_id, now).await?;
                     tx.insert_card(&ctx.issuer, &successor, vaulted, None).await.map_err(conflict(&successor.id))?;
                     let details = Some(new_card_details(&new_id));
@@ -554,6 +594,7 @@ pub(crate) async fn apply_operation(
         (OperationKind::Delete, _) => {
             tx.update_card(&ctx.issuer, &next).await?;
             tx.bar_pan(&ctx.issuer, &stored.pan_fingerprint, now).await?;
+            notify_digital_cards(tx, &ctx.issuer, &card.id, OperationKind::Delete, now).await?;
             tx.delete_digital_cards(&ctx.issuer, &card.id, now).await?;
             let change = CardChange::of(&card, &next, &command, request.reason.clone());
             record_change(tx, ctx, now, change).await?;
@@ -626,6 +667,7 @@ impl Platform {
                             details: Some(digitize_details(&digital_card)),
                         };
                         record_change(tx, &ctx, now, change).await?;
+                        notify_digital_card(tx, &ctx.issuer, &digital_card, OperationKind::Create, now).await?;
                     }
                     let outcome = Some(id.as_str().to_owned());
                     complete(tx, &ctx, &outcome).await?;

@@ -5,7 +5,7 @@ use crate::context::{Done, Outcome, RequestContext, claim, complete};
 use crate::error::Refusal;
 use crate::ports::{StoreExt, Tx};
 use crate::{AppError, Platform};
-use cardplane_domain::card::{Card, CardCommand, ReasonCode};
+use cardplane_domain::card::{Card, CardCommand, OperationKind, ReasonCode};
 use cardplane_domain::consumer::{Consumer, ConsumerState, PersonalInformation};
 use cardplane_domain::ids::ConsumerId;
 use time::OffsetDateTime;
@@ -140,6 +140,8 @@ impl Platform {
                             .ok_or_else(|| Refusal::CardNotFound(card.id.clone()))?;
                         tx.update_card(&ctx.issuer, &deleted).await?;
                         tx.bar_pan(&ctx.issuer, &stored.pan_fingerprint, now).await?;
+                        crate::cards::notify_digital_cards(tx, &ctx.issuer, &card.id, OperationKind::Delete, now)
+                            .await?;
                         tx.delete_digital_cards(&ctx.issuer, &card.id, now).await?;
                         let change = CardChange::of(&card, &deleted, &command, reason.clone());
                         record_change(tx, &ctx, now, change).await?;

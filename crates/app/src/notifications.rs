@@ -10,6 +10,7 @@ use crate::ports::{IssuerBackend, Lease, StoreExt};
 use crate::{AppError, Platform};
 use cardplane_domain::delivery::{AfterAttempt, AttemptOutcome, Delivery, DeliveryState, after_attempt};
 use cardplane_domain::ids::IssuerId;
+use cardplane_domain::issuer::CallbackSettings;
 use cardplane_domain::operation::Operation;
 use time::Duration;
 
@@ -61,19 +62,24 @@ impl Platform {
         }
         let (issuer_id, callback) = issuer;
         let operations: Vec<Operation> = batch.iter().map(|d| d.operation.clone()).collect();
-        let outcome = match &callback {
-            Some(callback) => backend.notify_operations(&issuer_id, callback, &operations).await,
-            None => AttemptOutcome::Rejected { error: "the issuer has no callback settings".to_owned() },
+        let outcomes = match &callback {
+            Some(callback) => send(backend, &issuer_id, callback, &operations).await,
+            None => {
+                let refused = AttemptOutcome::Rejected { error: "the issuer has no callback settings".to_owned() };
+                vec![refused; operations.len()]
+            }
         };
         let finished = self.clock.now();
-        log_outcome(&issuer_id, &operations, &outcome);
+        if let Some(outcome) = outcomes.iter().find(|o| **o != AttemptOutcome::Delivered).or(outcomes.first()) {
+            log_outcome(&issuer_id, &operations, outcome);
+        }
         let owner = owner.to_owned();
         let attempted = batch.len();
         self.store
             .write(move |tx| {
                 Box::pin(async move {
-                    for delivery in &batch {
-                        let after = after_attempt(delivery.attempts + 1, outcome.clone(), finished);
+                    for (delivery, outcome) in batch.iter().zip(outcomes) {
+                        let after = after_attempt(delivery.attempts + 1, outcome, finished);
                         if let AfterAttempt::Dead { error } = &after {
                             tracing::warn!(
                                 issuer = %issuer_id, operation_id = %delivery.operation.operation_id, %error,
@@ -116,6 +122,35 @@ impl Platform {
             self.store.write(move |tx| Box::pin(async move { Ok(tx.redeliver(&operation_id, now).await?) })).await?;
         Ok(issuer.is_some())
     }
+}
+
+/// Sends a batch in order: runs of card notifications in one call each, digital-card ones alone
+/// (outbound.md §4b). From the first call that fails on, the rest are not sent and share its
+/// outcome, so that nothing overtakes an earlier notification of the batch. One outcome per
+/// operation.
+async fn send(
+    backend: &dyn IssuerBackend,
+    issuer: &IssuerId,
+    callback: &CallbackSettings,
+    operations: &[Operation],
+) -> Vec<AttemptOutcome> {
+    let mut outcomes = Vec::with_capacity(operations.len());
+    let mut rest = operations;
+    while let Some(first) = rest.first() {
+        if let Some(failed) = outcomes.last().filter(|o| **o != AttemptOutcome::Delivered).cloned() {
+            outcomes.resize(operations.len(), failed);
+            break;
+        }
+        let (outcome, sent) = if first.digital_card_id.is_some() {
+            (backend.notify_digital_card(issuer, callback, first).await, 1)
+        } else {
+            let run = rest.iter().take_while(|o| o.digital_card_id.is_none()).count();
+            (backend.notify_operations(issuer, callback, &rest[..run]).await, run)
+        };
+        outcomes.extend(std::iter::repeat_n(outcome, sent));
+        rest = &rest[sent..];
+    }
+    outcomes
 }
 
 fn log_outcome(issuer: &IssuerId, operations: &[Operation], outcome: &AttemptOutcome) {

@@ -14,7 +14,8 @@
 //! issuer can tie them together.
 
 use crate::cards::{
-    CardChange, CardOperation, apply_operation, check_card_id_free, digitize_details, new_card_details, record_change,
+    CardChange, CardOperation, apply_operation, check_card_id_free, digitize_details, new_card_details,
+    notify_digital_card, record_change,
 };
 use crate::context::RequestContext;
 use crate::error::Refusal;
@@ -82,6 +83,7 @@ pub(crate) async fn request_renewal(
         start_time: now,
         end_time: None,
         details: renewal.new_card_id.as_ref().map(new_card_details),
+        digital_card_id: None,
     };
     tx.enqueue_operation(&ctx.issuer, &operation).await?;
     tracing::info!(card = %card_id, operation = request.kind.as_str(), "card operation waits for the issuer's credentials");
@@ -120,6 +122,7 @@ pub(crate) async fn request_digitization(
         start_time: now,
         end_time: None,
         details: Some(digitize_details(digital_card)),
+        digital_card_id: None,
     };
     tx.enqueue_operation(&ctx.issuer, &operation).await?;
     Ok(())
@@ -315,6 +318,8 @@ impl Platform {
                         details: Some(digitize_details(&digital_card)),
                     };
                     record_change(tx, &ctx, finished, change).await?;
+                    let active = DigitalCard { state: DigitalCardState::Active, ..digital_card };
+                    notify_digital_card(tx, &ctx.issuer, &active, OperationKind::Create, finished).await?;
                     let done = AfterAttempt::Delivered { at: finished };
                     tx.finish_pending_attempt(&digitization.operation_id, &owner, &done).await?;
                     Ok(())
@@ -354,6 +359,7 @@ impl Platform {
                         start_time: pending.requested_at,
                         end_time: Some(now),
                         details: Some(pending_details(&pending.operation_id, None)),
+                        digital_card_id: None,
                     };
                     tx.enqueue_operation(&issuer, &operation).await?;
                     Ok(())

@@ -476,6 +476,15 @@ pub trait IssuerBackend: Send + Sync + 'static {
         operations: &[Operation],
     ) -> AttemptOutcome;
 
+    /// One `POST {baseUrl}/notifications/d1/v1/issuers/{issuerId}/digitalCards/{digitalCardId}/notifications`
+    /// about `operation`, which names its digital card (outbound.md §4b; never batched).
+    async fn notify_digital_card(
+        &self,
+        issuer: &IssuerId,
+        callback: &CallbackSettings,
+        operation: &Operation,
+    ) -> AttemptOutcome;
+
     /// `GET {baseUrl}/banking/d1/v1/issuers/{issuerId}/consumers/{consumerId}?cardId=…`: the
     /// consumer's personal information, to be used and not kept.
     async fn consumer_information(

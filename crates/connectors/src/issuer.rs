@@ -2,7 +2,7 @@
 
 use crate::OutboundSettings;
 use crate::oauth::TokenCache;
-use crate::wire::{ConsumerAnswer, NotifyOperations, OperationItem};
+use crate::wire::{ConsumerAnswer, DigitalCardNotification, NotifyOperations, OperationItem};
 use async_trait::async_trait;
 use cardplane_app::ports::{Clock, IssuerBackend};
 use cardplane_domain::consumer::PersonalInformation;
@@ -61,6 +61,14 @@ impl HttpIssuerBackend {
         unreachable!("the loop returns on its second turn")
     }
 
+    /// How a notification call ended.
+    fn outcome(&self, sent: Result<reqwest::Response, AttemptOutcome>) -> AttemptOutcome {
+        match sent {
+            Ok(response) => AttemptOutcome::from_status(response.status().as_u16(), self.retry_after(&response)),
+            Err(failure) => failure,
+        }
+    }
+
     /// The body of a 2xx answer; any other answer as the failure it is.
     async fn successful_body(&self, response: reqwest::Response) -> Result<Vec<u8>, AttemptOutcome> {
         match AttemptOutcome::from_status(response.status().as_u16(), self.retry_after(&response)) {
@@ -101,10 +109,29 @@ impl IssuerBackend for HttpIssuerBackend {
                 self.http.post(&url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone())
             })
             .await;
-        match sent {
-            Ok(response) => AttemptOutcome::from_status(response.status().as_u16(), self.retry_after(&response)),
-            Err(failure) => failure,
-        }
+        self.outcome(sent)
+    }
+
+    async fn notify_digital_card(
+        &self,
+        issuer: &IssuerId,
+        callback: &CallbackSettings,
+        operation: &Operation,
+    ) -> AttemptOutcome {
+        let Some(digital_card) = &operation.digital_card_id else {
+            return AttemptOutcome::Rejected { error: "the notification names no digital card".to_owned() };
+        };
+        let url = callback.base_url.join(&format!(
+            "/notifications/d1/v1/issuers/{issuer}/digitalCards/{}/notifications",
+            digital_card.as_str()
+        ));
+        let body = serde_json::to_vec(&DigitalCardNotification::from(operation)).expect("notifications serialise");
+        let sent = self
+            .send_authorized(issuer, callback, || {
+                self.http.post(&url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone())
+            })
+            .await;
+        self.outcome(sent)
     }
 
     async fn consumer_information(

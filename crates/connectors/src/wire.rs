@@ -28,6 +28,25 @@ pub(crate) struct OperationItem<'a> {
     details: Option<serde_json::Value>,
 }
 
+/// `{operationId, operation, status}` about one digital card [outbound.md §4b].
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DigitalCardNotification<'a> {
+    operation_id: &'a str,
+    operation: &'static str,
+    status: &'static str,
+}
+
+impl<'a> From<&'a Operation> for DigitalCardNotification<'a> {
+    fn from(operation: &'a Operation) -> Self {
+        Self {
+            operation_id: &operation.operation_id,
+            operation: operation.kind.as_str(),
+            status: operation.status.as_str(),
+        }
+    }
+}
+
 fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).expect("a UTC time formats as RFC 3339")
 }

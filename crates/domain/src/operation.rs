@@ -2,6 +2,7 @@
 //! and the line in the card's history.
 
 use crate::card::{CardState, OperationKind, ReasonCode};
+use crate::digital_card::DigitalCardId;
 use crate::ids::CardId;
 use time::OffsetDateTime;
 
@@ -39,6 +40,9 @@ pub struct Operation {
     pub end_time: Option<OffsetDateTime>,
     /// Operation-specific details as a JSON object, e.g. `{"newCardId": "..."}` for REPLACE.
     pub details: Option<String>,
+    /// Set when the notification is about one digital card of the card (outbound.md §4b: `CREATE`,
+    /// `DELETE`, `RENEW`), sent on its own to the digital-card endpoint.
+    pub digital_card_id: Option<DigitalCardId>,
 }
 
 /// One line of a card's history: who did what, why, and what it changed.

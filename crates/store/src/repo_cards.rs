@@ -217,7 +217,9 @@ pub(crate) fn history_from_row(
     })
 }
 
-pub(crate) fn operation_from_row(
+/// An `operations` row, as far as the operation goes (its delivery record aside).
+#[derive(sqlx::FromRow)]
+pub(crate) struct OperationRow {
     operation_id: String,
     card_id: String,
     operation: String,
@@ -225,16 +227,22 @@ pub(crate) fn operation_from_row(
     start_time: i64,
     end_time: Option<i64>,
     details: Option<String>,
-) -> Result<Operation, StoreError> {
-    Ok(Operation {
-        operation_id,
-        card_id: CardId::parse(card_id).map_err(corrupt)?,
-        kind: OperationKind::parse(&operation).ok_or_else(|| corrupt("operation"))?,
-        status: OperationStatus::parse(&status).ok_or_else(|| corrupt("operation status"))?,
-        start_time: from_micros(start_time)?,
-        end_time: end_time.map(from_micros).transpose()?,
-        details,
-    })
+    digital_card_id: Option<String>,
+}
+
+impl OperationRow {
+    pub(crate) fn into_operation(self) -> Result<Operation, StoreError> {
+        Ok(Operation {
+            operation_id: self.operation_id,
+            card_id: CardId::parse(self.card_id).map_err(corrupt)?,
+            kind: OperationKind::parse(&self.operation).ok_or_else(|| corrupt("operation"))?,
+            status: OperationStatus::parse(&self.status).ok_or_else(|| corrupt("operation status"))?,
+            start_time: from_micros(self.start_time)?,
+            end_time: self.end_time.map(from_micros).transpose()?,
+            details: self.details,
+            digital_card_id: self.digital_card_id.map(DigitalCardId::parse).transpose().map_err(corrupt)?,
+        })
+    }
 }
 
 /// Implements [`CardTx`](cardplane_app::ports::CardTx) for `SqlTx<'_, $conn>`, like `impl_tx!`.
@@ -627,7 +635,8 @@ macro_rules! impl_card_tx {
                 use $crate::repo::micros;
                 sqlx::query(
                     "INSERT INTO operations (issuer_id, operation_id, card_id, operation, status, start_time, end_time, \
-                     details, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                     details, created_at, next_attempt_at, digital_card_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
                 )
                 .bind(issuer.as_str())
                 .bind(operation.operation_id.as_str())
@@ -638,6 +647,7 @@ macro_rules! impl_card_tx {
                 .bind(operation.end_time.map(micros))
                 .bind(operation.details.as_deref())
                 .bind(micros(operation.start_time))
+                .bind(operation.digital_card_id.as_ref().map(|d| d.as_str()))
                 .execute(&mut *self.conn)
                 .await
                 .map_err($crate::repo::backend)?;
@@ -649,20 +659,16 @@ macro_rules! impl_card_tx {
                 issuer: &cardplane_domain::ids::IssuerId,
                 card: Option<&cardplane_domain::ids::CardId>,
             ) -> Result<Vec<cardplane_domain::operation::Operation>, cardplane_app::ports::StoreError> {
-                let rows: Vec<(String, String, String, String, i64, Option<i64>, Option<String>)> = sqlx::query_as(
-                    "SELECT operation_id, card_id, operation, status, start_time, end_time, details FROM operations \
-                     WHERE issuer_id = $1 AND ($2 IS NULL OR card_id = $2) ORDER BY seq",
+                let rows: Vec<$crate::repo_cards::OperationRow> = sqlx::query_as(
+                    "SELECT operation_id, card_id, operation, status, start_time, end_time, details, digital_card_id \
+                     FROM operations WHERE issuer_id = $1 AND ($2 IS NULL OR card_id = $2) ORDER BY seq",
                 )
                 .bind(issuer.as_str())
                 .bind(card.map(|c| c.as_str()))
                 .fetch_all(&mut *self.conn)
                 .await
                 .map_err($crate::repo::backend)?;
-                rows.into_iter()
-                    .map(|(id, card, op, status, start, end, details)| {
-                        $crate::repo_cards::operation_from_row(id, card, op, status, start, end, details)
-                    })
-                    .collect()
+                rows.into_iter().map($crate::repo_cards::OperationRow::into_operation).collect()
             }
 
             async fn claim_idempotency_key(

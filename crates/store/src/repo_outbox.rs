@@ -3,7 +3,7 @@
 //! and skip rows another worker holds (`FOR UPDATE SKIP LOCKED`); SQLite has one writer already.
 
 use crate::repo::{corrupt, from_micros};
-use crate::repo_cards::operation_from_row;
+use crate::repo_cards::OperationRow;
 use cardplane_app::ports::StoreError;
 use cardplane_domain::delivery::{AfterAttempt, Delivery, DeliveryState};
 
@@ -11,7 +11,7 @@ use cardplane_domain::delivery::{AfterAttempt, Delivery, DeliveryState};
 macro_rules! delivery_columns {
     () => {
         "seq, operation_id, card_id, operation, status, start_time, end_time, details, delivery_state, attempts, \
-         next_attempt_at, last_attempt_at, last_error, delivered_at"
+         next_attempt_at, last_attempt_at, last_error, delivered_at, digital_card_id"
     };
 }
 pub(crate) use delivery_columns;
@@ -31,13 +31,8 @@ pub(crate) use sendable_now;
 #[derive(sqlx::FromRow)]
 pub(crate) struct DeliveryRow {
     seq: i64,
-    operation_id: String,
-    card_id: String,
-    operation: String,
-    status: String,
-    start_time: i64,
-    end_time: Option<i64>,
-    details: Option<String>,
+    #[sqlx(flatten)]
+    operation: OperationRow,
     delivery_state: String,
     attempts: i64,
     next_attempt_at: Option<i64>,
@@ -54,15 +49,7 @@ impl DeliveryRow {
     pub(crate) fn into_delivery(self) -> Result<Delivery, StoreError> {
         let state = DeliveryState::parse(&self.delivery_state).ok_or_else(|| corrupt("delivery state"))?;
         Ok(Delivery {
-            operation: operation_from_row(
-                self.operation_id,
-                self.card_id,
-                self.operation,
-                self.status,
-                self.start_time,
-                self.end_time,
-                self.details,
-            )?,
+            operation: self.operation.into_operation()?,
             state,
             attempts: u32::try_from(self.attempts).map_err(corrupt)?,
             next_attempt_at: self

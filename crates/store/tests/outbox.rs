@@ -35,6 +35,7 @@ async fn enqueue(store: &Arc<dyn Store>, issuer_id: &str, operations: &[(&str, &
             start_time: at(0),
             end_time: Some(at(0)),
             details: None,
+            digital_card_id: None,
         })
         .collect();
     store

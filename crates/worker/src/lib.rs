@@ -152,6 +152,17 @@ impl IssuerBackend for Deadline {
             .unwrap_or_else(|_| self.timed_out())
     }
 
+    async fn notify_digital_card(
+        &self,
+        issuer: &IssuerId,
+        callback: &CallbackSettings,
+        operation: &Operation,
+    ) -> AttemptOutcome {
+        tokio::time::timeout(self.limit, self.inner.notify_digital_card(issuer, callback, operation))
+            .await
+            .unwrap_or_else(|_| self.timed_out())
+    }
+
     async fn consumer_information(
         &self,
         issuer: &IssuerId,

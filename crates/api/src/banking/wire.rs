@@ -456,6 +456,9 @@ pub struct OperationView {
     card_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     details: Option<serde_json::Value>,
+    /// Set when the notification is about one digital card (sent to the digital-card endpoint).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digital_card_id: Option<String>,
 }
 
 impl From<&Operation> for OperationView {
@@ -468,6 +471,7 @@ impl From<&Operation> for OperationView {
             end_time: operation.end_time.map(rfc3339),
             card_id: operation.card_id.to_string(),
             details: operation.details.as_deref().and_then(|d| serde_json::from_str(d).ok()),
+            digital_card_id: operation.digital_card_id.as_ref().map(|d| d.as_str().to_owned()),
         }
     }
 }

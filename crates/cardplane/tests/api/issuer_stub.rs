@@ -39,7 +39,28 @@ impl IssuerStub {
         let stub = Self { server: MockServer::start().await };
         stub.grant_tokens("900").await;
         stub.answer_notifications(204).await;
+        Mock::given(method("POST"))
+            .and(path_regex("^/notifications/d1/v1/issuers/[^/]+/digitalCards/[^/]+/notifications$"))
+            .respond_with(ResponseTemplate::new(204))
+            .with_priority(10)
+            .mount(&stub.server)
+            .await;
         stub
+    }
+
+    /// Every digital-card notification received: the digitalCardId of its path, and its body.
+    pub async fn digital_card_notifications(&self) -> Vec<(String, Value)> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.url.path().contains("/digitalCards/"))
+            .map(|r| {
+                let id = r.url.path().rsplit('/').nth(1).unwrap().to_owned();
+                (id, serde_json::from_slice(&r.body).expect("a JSON notification"))
+            })
+            .collect()
     }
 
     /// The `callback` onboarding settings pointing at this stub.
@@ -95,7 +116,7 @@ impl IssuerStub {
             .await
             .unwrap_or_default()
             .into_iter()
-            .filter(|r| r.url.path().starts_with("/notifications/"))
+            .filter(|r| r.url.path().starts_with("/notifications/d1/v2/"))
             .map(|r| {
                 let auth = r.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
                 let body: Value = serde_json::from_slice(&r.body).expect("a JSON notification");

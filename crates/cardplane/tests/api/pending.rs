@@ -150,12 +150,35 @@ backend_tests! {
         let (_, consumer) = bank.call(Method::GET, "/consumers/c1", None).await;
         assert!(consumer.get("personalInformation").is_none_or(Value::is_null), "{consumer}");
 
+        // The wallet's token has its own notification, sent alone to the digital-card endpoint.
+        let created = eventually("the digital card's CREATE", || async {
+            let sent = stub.digital_card_notifications().await;
+            (!sent.is_empty()).then_some(sent)
+        })
+        .await;
+        assert_eq!(created[0].0, known);
+        assert_eq!(created[0].1["operation"], "CREATE");
+        assert_eq!(created[0].1["status"], "SUCCESSFUL");
+        let fields: Vec<&String> = created[0].1.as_object().unwrap().keys().collect();
+        assert_eq!(fields, ["operation", "operationId", "status"]);
+
         // The issuer does not know the consumer: the digitization fails and the digital card goes.
         let unknown = digitize("card-2").await;
         let ops = notified(&stub, "DIGITIZE", "FAILED").await;
         let failed = ops.iter().find(|o| o["operation"] == "DIGITIZE" && o["status"] == "FAILED").unwrap();
         assert_eq!(failed["cardId"], "card-2");
         assert_eq!(digital_card_state(&bank, "card-2", &unknown).await, "DELETED");
+        assert!(stub.digital_card_notifications().await.iter().all(|(id, _)| id != &unknown), "it never existed for the issuer");
+
+        // Deleting the card deletes its digital card, and the issuer hears of both.
+        let (status, _) = bank.operate("card-1", "delete", json!({"reasonCode": "CLOSED_CARD"})).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let sent = eventually("the digital card's DELETE", || async {
+            let sent = stub.digital_card_notifications().await;
+            (sent.len() == 2).then_some(sent)
+        })
+        .await;
+        assert_eq!((sent[1].0.as_str(), sent[1].1["operation"].as_str()), (known.as_str(), Some("DELETE")));
     }
 }
 
