@@ -168,3 +168,99 @@ fn log_outcome(issuer: &IssuerId, operations: &[Operation], outcome: &AttemptOut
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cardplane_domain::card::OperationKind;
+    use cardplane_domain::consumer::PersonalInformation;
+    use cardplane_domain::digital_card::DigitalCardId;
+    use cardplane_domain::ids::{CardId, ConsumerId};
+    use cardplane_domain::issuer::HttpUrl;
+    use cardplane_domain::operation::OperationStatus;
+    use std::sync::Mutex;
+
+    /// Records each call (the operationIds it carried) and answers from a script.
+    struct Scripted {
+        calls: Mutex<Vec<Vec<String>>>,
+        answers: Mutex<Vec<AttemptOutcome>>,
+    }
+
+    impl Scripted {
+        fn answer(&self, operations: &[&Operation]) -> AttemptOutcome {
+            self.calls.lock().unwrap().push(operations.iter().map(|o| o.operation_id.clone()).collect());
+            self.answers.lock().unwrap().remove(0)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl IssuerBackend for Scripted {
+        async fn notify_operations(&self, _: &IssuerId, _: &CallbackSettings, ops: &[Operation]) -> AttemptOutcome {
+            self.answer(&ops.iter().collect::<Vec<_>>())
+        }
+        async fn notify_digital_card(&self, _: &IssuerId, _: &CallbackSettings, op: &Operation) -> AttemptOutcome {
+            self.answer(&[op])
+        }
+        async fn consumer_information(
+            &self,
+            _: &IssuerId,
+            _: &CallbackSettings,
+            _: &ConsumerId,
+            _: Option<&CardId>,
+        ) -> Result<PersonalInformation, AttemptOutcome> {
+            unreachable!()
+        }
+        async fn card_credentials(
+            &self,
+            _: &IssuerId,
+            _: &CallbackSettings,
+            _: &CardId,
+        ) -> Result<String, AttemptOutcome> {
+            unreachable!()
+        }
+    }
+
+    fn operation(id: &str, digital: bool) -> Operation {
+        Operation {
+            operation_id: id.to_owned(),
+            card_id: CardId::parse("card-1").unwrap(),
+            kind: OperationKind::Delete,
+            status: OperationStatus::Successful,
+            start_time: time::OffsetDateTime::UNIX_EPOCH,
+            end_time: None,
+            details: None,
+            digital_card_id: digital.then(|| DigitalCardId::parse("dc-1").unwrap()),
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_go_out_in_runs_and_stop_at_the_first_failure() {
+        let base = HttpUrl::parse("baseUrl", "http://127.0.0.1:9").unwrap();
+        let callback = CallbackSettings {
+            token_url: base.clone(),
+            base_url: base,
+            client: None,
+            scope: None,
+            max_batch_size: 10,
+            stores_consumer_data: true,
+        };
+        let failed = AttemptOutcome::Retryable { error: "HTTP 503".into(), retry_after: None };
+        let backend = Scripted {
+            calls: Mutex::default(),
+            answers: Mutex::new(vec![AttemptOutcome::Delivered, AttemptOutcome::Delivered, failed.clone()]),
+        };
+        let batch = [
+            operation("a", false),
+            operation("b", false),
+            operation("c", true),
+            operation("d", false),
+            operation("e", false),
+            operation("f", true),
+        ];
+        let issuer = IssuerId::parse("ISSUER0001").unwrap();
+        let outcomes = send(&backend, &issuer, &callback, &batch).await;
+        assert_eq!(*backend.calls.lock().unwrap(), [vec!["a", "b"], vec!["c"], vec!["d", "e"]]);
+        let delivered = AttemptOutcome::Delivered;
+        assert_eq!(outcomes, [delivered.clone(), delivered.clone(), delivered, failed.clone(), failed.clone(), failed]);
+    }
+}
