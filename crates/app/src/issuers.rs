@@ -74,6 +74,34 @@ impl Platform {
             .await
     }
 
+    /// Checks that the master key opens what this database holds (one issuer's sealed keys and
+    /// client secret), so that a server started with the wrong key refuses to start instead of
+    /// failing on every card later.
+    pub async fn check_master_key(&self) -> Result<(), AppError> {
+        let keys = self.keys.clone();
+        self.store
+            .read(move |tx| {
+                Box::pin(async move {
+                    let wrong_key = || {
+                        anyhow::anyhow!(
+                            "the master key does not open this database's keys: it is not the key they were sealed with"
+                        )
+                    };
+                    // Reading an issuer opens its sealed client secret.
+                    let issuers = tx.issuers().await.map_err(|_| wrong_key())?;
+                    let Some(issuer) = issuers.first() else {
+                        return Ok(());
+                    };
+                    if let Some(stored) = tx.encryption_keys(&issuer.id).await?.first() {
+                        let context = crate::ports::encryption_key_context(&issuer.id, &stored.key.kid);
+                        keys.open(&context, &stored.sealed_private_key).map_err(|_| wrong_key())?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
     /// The public halves of the issuer's encryption keys, oldest first.
     pub async fn encryption_keys(&self, id: IssuerId) -> Result<Vec<EncryptionKey>, AppError> {
         Ok(self.issuer(id).await?.encryption_keys)

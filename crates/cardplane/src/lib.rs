@@ -30,7 +30,9 @@ pub async fn platform(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Res
         .await
         .with_context(|| format!("cannot open the database {}", redact_url(&settings.database_url)))?;
     let adapters = Adapters { store, keys: vault.clone(), card_data: vault, tokens, clock };
-    Ok(Platform::new(adapters, PlatformSettings { token_audience: settings.token_audience.clone() }))
+    let platform = Platform::new(adapters, PlatformSettings { token_audience: settings.token_audience.clone() });
+    platform.check_master_key().await?;
+    Ok(platform)
 }
 
 /// Onboards the `[[issuers]]` of the configuration file, through the same code as the admin API.

@@ -131,6 +131,22 @@ async fn a_database_without_its_master_key_does_not_start() {
 }
 
 #[tokio::test]
+async fn the_wrong_master_key_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(cardplane(dir.path())).await.expect("serves");
+    let client = crate::support::http_client();
+    let product = serde_json::json!({"cardProductId": "VISA", "scheme": "VISA", "authorisationMode": "NONE"});
+    OnboardedBank::onboard(&client, &served.base, "KEYS000001", product).await;
+    served.terminate().await;
+    let mut wrong_key = cardplane(dir.path());
+    wrong_key.env("CARDPLANE_MASTER_KEY", "ab".repeat(32));
+    let error = Served::start(wrong_key).await.err().expect("refuses to start");
+    assert!(error.contains("the master key does not open this database's keys"), "{error}");
+    let served = Served::start(cardplane(dir.path())).await.expect("the right key still serves");
+    served.terminate().await;
+}
+
+#[tokio::test]
 async fn postgres_needs_a_master_key() {
     let db = TestDatabase::new(Backend::Postgres).await;
     let dir = tempfile::tempdir().unwrap();
