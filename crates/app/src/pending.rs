@@ -165,6 +165,9 @@ impl Platform {
         lease: Duration,
     ) -> Result<Turn, AppError> {
         let now = self.clock.now();
+        if !self.store.read(move |tx| Box::pin(async move { Ok(tx.any_pending_due(now).await?) })).await? {
+            return Ok(Turn::Idle);
+        }
         let lease = Lease { owner: owner.to_owned(), until: now + lease };
         let claimed =
             self.store.write(move |tx| Box::pin(async move { Ok(tx.claim_pending(now, &lease).await?) })).await?;

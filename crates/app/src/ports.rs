@@ -258,6 +258,9 @@ pub trait OutboxTx: Send {
 #[async_trait]
 pub trait PendingTx: Send {
     async fn enqueue_pending(&mut self, issuer: &IssuerId, renewal: &PendingOperation) -> Result<(), StoreError>;
+    /// Whether a pending operation is due at `now` (a read, so that idle workers poll without
+    /// writing).
+    async fn any_pending_due(&mut self, now: OffsetDateTime) -> Result<bool, StoreError>;
     /// Leases the oldest pending operation that is due at `now`, with its issuer.
     async fn claim_pending(
         &mut self,

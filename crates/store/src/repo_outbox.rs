@@ -286,6 +286,18 @@ macro_rules! impl_pending_tx {
                 Ok(())
             }
 
+            async fn any_pending_due(&mut self, now: time::OffsetDateTime) -> Result<bool, cardplane_app::ports::StoreError> {
+                let due: Option<(String,)> = sqlx::query_as(
+                    "SELECT operation_id FROM pending_operations WHERE state = 'PENDING' AND next_attempt_at <= $1 \
+                     AND (lease_until IS NULL OR lease_until <= $1) LIMIT 1",
+                )
+                .bind($crate::repo::micros(now))
+                .fetch_optional(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                Ok(due.is_some())
+            }
+
             async fn claim_pending(
                 &mut self,
                 now: time::OffsetDateTime,
