@@ -35,6 +35,8 @@ pub enum Command {
     Worker,
     /// Run the database migrations and exit.
     Migrate,
+    /// Measure the banking API under load, beside the no-op route as a baseline (docs/PERFORMANCE.md).
+    Bench(crate::bench::BenchArgs),
     /// Onboard and inspect issuers, straight on the database.
     #[command(subcommand)]
     Issuer(IssuerCommand),
@@ -82,6 +84,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             worker.stop().await;
             platform.store().close().await;
             Ok(())
+        }
+        Command::Bench(args) => {
+            let database_url = cli.common.database_url.clone();
+            crate::bench::run(args, database_url).await
         }
         Command::Migrate => {
             cardplane_store::migrate(&settings.database_url).await?;

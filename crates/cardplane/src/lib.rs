@@ -2,12 +2,14 @@
 //! use cases, and runs a command.
 //!
 //! # Layout
-//! - [`cli`]: the commands (`serve`, `worker`, `migrate`, `issuer add|show|list|rotate-key`).
+//! - [`cli`]: the commands (`serve`, `worker`, `migrate`, `bench`, `issuer add|show|list|rotate-key`).
+//! - [`bench`]: the load generator, with the no-op route as its in-run baseline.
 //! - [`config`]: flags over environment over TOML file over defaults.
 //! - [`keys`]: finding (or, for a new SQLite database, making) the master key.
 //! - [`server`]: starting and stopping the HTTP server and its worker; used by `serve` and by the tests.
 //! - [`logging`]: JSON (or text) logs through `tracing`.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod keys;

@@ -24,9 +24,7 @@ pub struct HttpIssuerBackend {
 
 impl HttpIssuerBackend {
     pub fn new(settings: &OutboundSettings, clock: Arc<dyn Clock>) -> Self {
-        // reqwest's rustls is built without a provider of its own; use aws-lc-rs, as `jose` does.
-        // Installing twice (a second backend in one process) is harmless, hence the ignored result.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        crate::install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(settings.call_timeout)
             .connect_timeout(settings.call_timeout)

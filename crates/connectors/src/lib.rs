@@ -31,3 +31,10 @@ impl Default for OutboundSettings {
         Self { call_timeout: Duration::from_secs(10) }
     }
 }
+
+/// Makes aws-lc-rs (the crypto stack of `jose`) the process's TLS provider. reqwest's rustls is
+/// built without a provider of its own, so every process that makes an HTTP client calls this
+/// first; calling it again is harmless.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

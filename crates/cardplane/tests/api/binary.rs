@@ -620,3 +620,22 @@ async fn a_separate_worker_process_delivers_for_an_api_only_server() {
     assert!(status.success(), "the worker stops cleanly on SIGTERM: {status}");
     served.terminate().await;
 }
+
+/// `cardplane bench` starts its own server, measures the baseline and the scenario in one run,
+/// and reports every request as answered (a mix of registrations, reads and suspend/resume).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_command_measures_a_scenario_against_its_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = cardplane(dir.path())
+        .args(["bench", "--scenario", "mix", "--connections", "4", "--seconds", "1", "--cards", "200"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let line = |label: &str| stdout.lines().find(|l| l.trim_start().starts_with(label)).map(str::to_owned);
+    let baseline = line("baseline GET /healthz:").expect("a baseline line");
+    let mix = line("mix:").expect("a scenario line");
+    assert!(baseline.contains("failed 0") && mix.contains("failed 0"), "{stdout}");
+    assert!(mix.contains("x baseline") && mix.contains("p99"), "{stdout}");
+}

@@ -376,6 +376,6 @@ pub fn assert_refused(answer: &(StatusCode, Value), status: StatusCode, code: &s
 /// An HTTP client for the tests. reqwest's rustls is built without a crypto provider of its own
 /// (cardplane installs aws-lc-rs, see `connectors`), so the tests install it too.
 pub fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    cardplane_connectors::install_tls_provider();
     reqwest::Client::new()
 }

@@ -1,0 +1,362 @@
+//! `cardplane bench`: a load generator for the banking API, with its baseline measured in the same
+//! run.
+//!
+//! It starts a server (this binary, `serve`, on a fresh SQLite file or the given database) or uses
+//! the one at `--url`, onboards an issuer, mints a real access token and real JWE card data (made
+//! before the clock starts, so that the generator does not compete with the server for the CPU),
+//! then drives one scenario at a fixed number of connections for a fixed time. Every figure is
+//! printed beside the throughput of the server's no-op route (`GET /healthz`) driven the same way
+//! in the same run, as a ratio: the machines are shared and noisy, and only ratios travel.
+
+use anyhow::{Context, bail};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use cardplane_domain::credentials::luhn_check_digit;
+use cardplane_domain::keys::P256PublicKey;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// What the load generator drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// `PUT /cards/{cardId}` with fresh card data: the durable write path, one ECDH each.
+    Register,
+    /// `POST …/operations:suspend` then `:resume` on cards registered beforehand.
+    Lifecycle,
+    /// `GET /cards/{cardId}`.
+    Get,
+    /// A quarter registrations, a quarter suspend/resume, half reads.
+    Mix,
+}
+
+/// The options of `cardplane bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// The scenario to drive.
+    #[arg(long, value_enum, default_value = "register")]
+    pub scenario: Scenario,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// How long each measured phase lasts, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Card registrations to prepare (each needs its JWE made ahead); the register phase stops
+    /// early when they run out.
+    #[arg(long, default_value_t = 100_000)]
+    pub cards: usize,
+    /// A running server to measure instead of starting one (its admin API must accept this
+    /// process: loopback, or CARDPLANE_ADMIN_TOKEN).
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+/// Runs the benchmark and prints its figures.
+pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Result<()> {
+    cardplane_connectors::install_tls_provider();
+    let workdir = tempfile::tempdir().context("cannot make a working directory")?;
+    let (base, server) = match &args.url {
+        Some(url) => (url.trim_end_matches('/').to_owned(), None),
+        None => {
+            let (base, child) = start_server(workdir.path(), database_url).await?;
+            (base, Some(child))
+        }
+    };
+    let outcome = measure(&args, &base).await;
+    if let Some(mut child) = server {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    outcome
+}
+
+async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    let bank = Bank::onboard(&http, base).await?;
+    let lifecycle_cards =
+        if matches!(args.scenario, Scenario::Lifecycle | Scenario::Get | Scenario::Mix) { args.connections } else { 0 };
+    let cards = prepare_cards(&bank, args.cards + lifecycle_cards);
+    // The cards the other scenarios work on, one per connection, registered before the clock.
+    let (standing, fresh) = cards.split_at(lifecycle_cards);
+    for (i, (card_id, body)) in standing.iter().enumerate() {
+        let response = bank.put(&http, base, card_id, body).await?;
+        if response != 204 {
+            bail!("registering standing card {i} answered HTTP {response}");
+        }
+    }
+    let duration = Duration::from_secs(args.seconds);
+    println!(
+        "cardplane bench: {:?}, {} connections, {} s per phase, against {base}",
+        args.scenario, args.connections, args.seconds
+    );
+    let (client, healthz) = (http.clone(), format!("{base}/healthz"));
+    let baseline = phase("baseline GET /healthz", args.connections, duration, move |_, _| {
+        let (http, url) = (client.clone(), healthz.clone());
+        async move { Some(http.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0) == 200) }
+    })
+    .await;
+    baseline.print(None);
+    let next_card = Arc::new(AtomicUsize::new(0));
+    let fresh: Arc<Vec<(String, Value)>> = Arc::new(fresh.to_vec());
+    let standing: Arc<Vec<(String, Value)>> = Arc::new(standing.to_vec());
+    let scenario = args.scenario;
+    let label = format!("{scenario:?}").to_lowercase();
+    let base = base.to_owned();
+    let result = phase(&label, args.connections, duration, move |connection, n| {
+        let (http, bank, base) = (http.clone(), bank.clone(), base.to_owned());
+        let (fresh, standing, next_card) = (fresh.clone(), standing.clone(), next_card.clone());
+        async move {
+            let kind = match scenario {
+                Scenario::Mix => [Scenario::Register, Scenario::Get, Scenario::Lifecycle, Scenario::Get][n % 4],
+                other => other,
+            };
+            let own = &standing.get(connection).map(|(id, _)| id.clone()).unwrap_or_default();
+            let status = match kind {
+                Scenario::Register => {
+                    // Out of prepared cards: this connection is done.
+                    let (card_id, body) = fresh.get(next_card.fetch_add(1, Ordering::Relaxed))?;
+                    bank.put(&http, &base, card_id, body).await.unwrap_or(0)
+                }
+                Scenario::Get => bank.get(&http, &base, own).await.unwrap_or(0),
+                _ => {
+                    // Each connection suspends and resumes its own card, in turn.
+                    let step = if scenario == Scenario::Mix { n / 4 } else { n };
+                    let op = if step % 2 == 0 { "suspend" } else { "resume" };
+                    bank.operate(&http, &base, own, op, "USER_DECISION").await.unwrap_or(0)
+                }
+            };
+            Some((200..300).contains(&status))
+        }
+    })
+    .await;
+    result.print(Some(&baseline));
+    Ok(())
+}
+
+/// Starts this binary's `serve` on a free loopback port and waits until it is ready.
+async fn start_server(
+    dir: &std::path::Path,
+    database_url: Option<String>,
+) -> anyhow::Result<(String, tokio::process::Child)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut command = tokio::process::Command::new(std::env::current_exe()?);
+    command.current_dir(dir).args(["serve", "--listen", &format!("127.0.0.1:{port}")]).kill_on_drop(true);
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    if let Some(url) = database_url {
+        command.env("CARDPLANE_DATABASE_URL", url);
+    }
+    let child = command.spawn().context("cannot start the server")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok((base, child));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the server did not become ready")
+}
+
+/// The issuer the load generator plays: its token and its encryption key.
+#[derive(Clone)]
+struct Bank {
+    issuer: String,
+    token: String,
+    recipient: P256PublicKey,
+    kid: String,
+}
+
+impl Bank {
+    async fn onboard(http: &reqwest::Client, base: &str) -> anyhow::Result<Bank> {
+        let rng = SystemRandom::new();
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| anyhow::anyhow!("keygen"))?;
+        let point = pair.public_key().as_ref().to_vec();
+        let jwk = json!({"kty": "EC", "crv": "P-256", "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..])});
+        let issuer = format!("BENCH{:05}", std::process::id() % 100_000);
+        let mut onboard = http.put(format!("{base}/admin/v1/issuers/{issuer}")).json(&json!({
+            "name": "Bench Bank",
+            "assertionKeys": [{"kid": "bench", "jwk": jwk}],
+            "cardProducts": [{"cardProductId": "BENCH", "scheme": "VISA", "authorisationMode": "NONE"}],
+        }));
+        if let Ok(token) = std::env::var("CARDPLANE_ADMIN_TOKEN") {
+            onboard = onboard.bearer_auth(token);
+        }
+        let onboarded: Value = onboard.send().await?.error_for_status()?.json().await?;
+        let key = &onboarded["encryptionKeys"][0];
+        let coordinate = |c: &str| B64.decode(key[c].as_str().unwrap_or_default()).unwrap_or_default();
+        let recipient = P256PublicKey::from_sec1(&[vec![4u8], coordinate("x"), coordinate("y")].concat())
+            .context("the server's encryption key is not a P-256 point")?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let header = B64.encode(json!({"alg": "ES256", "typ": "JWT", "kid": "bench"}).to_string());
+        let claims = B64.encode(json!({"iss": issuer, "sub": issuer, "exp": now + 600}).to_string());
+        let input = format!("{header}.{claims}");
+        let signature = pair.sign(&rng, input.as_bytes()).map_err(|_| anyhow::anyhow!("signing"))?;
+        let assertion = format!("{input}.{}", B64.encode(signature.as_ref()));
+        let granted: Value = http
+            .post(format!("{base}/authz/v1/oauth2/token"))
+            .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)])
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(Bank {
+            token: granted["access_token"].as_str().context("no access_token")?.to_owned(),
+            kid: key["kid"].as_str().context("no kid")?.to_owned(),
+            issuer,
+            recipient,
+        })
+    }
+
+    fn card_url(&self, base: &str, card_id: &str) -> String {
+        format!("{base}/banking/v2/issuers/{}/cards/{card_id}", self.issuer)
+    }
+
+    async fn put(&self, http: &reqwest::Client, base: &str, card_id: &str, body: &Value) -> anyhow::Result<u16> {
+        let response = http.put(self.card_url(base, card_id)).bearer_auth(&self.token).json(body).send().await?;
+        Ok(response.status().as_u16())
+    }
+
+    async fn get(&self, http: &reqwest::Client, base: &str, card_id: &str) -> anyhow::Result<u16> {
+        let response = http.get(self.card_url(base, card_id)).bearer_auth(&self.token).send().await?;
+        Ok(response.status().as_u16())
+    }
+
+    async fn operate(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        card_id: &str,
+        op: &str,
+        reason: &str,
+    ) -> anyhow::Result<u16> {
+        let url = format!("{}/operations:{op}", self.card_url(base, card_id));
+        let response = http.post(url).bearer_auth(&self.token).json(&json!({"reasonCode": reason})).send().await?;
+        Ok(response.status().as_u16())
+    }
+}
+
+/// `count` register-card bodies with distinct PANs, their JWEs made now (one ECDH each), with a
+/// progress bar.
+fn prepare_cards(bank: &Bank, count: usize) -> Vec<(String, Value)> {
+    let bar = ProgressBar::new(count as u64).with_message("making card data");
+    bar.set_style(ProgressStyle::with_template("{msg:>20} [{bar:40}] {pos}/{len} {eta}").expect("a valid template"));
+    let run = std::process::id() % 1_000;
+    let cards = (0..count)
+        .map(|n| {
+            let body = format!("4{run:03}{n:011}");
+            let pan = format!("{body}{}", luhn_check_digit(&body));
+            let jwe = cardplane_jose::jwe::encrypt(
+                json!({"pan": pan, "exp": "1230"}).to_string().as_bytes(),
+                &bank.recipient,
+                &bank.kid,
+            );
+            bar.inc(1);
+            (format!("bench-{n}"), json!({"consumerId": "bench", "cardProductId": "BENCH", "encryptedData": jwe}))
+        })
+        .collect();
+    bar.finish_and_clear();
+    cards
+}
+
+/// What one phase measured.
+struct Phase {
+    label: String,
+    ok: usize,
+    failed: usize,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+}
+
+impl Phase {
+    fn throughput(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn print(&self, baseline: Option<&Phase>) {
+        let ms = |q: f64| self.latency.value_at_quantile(q) as f64 / 1000.0;
+        let ratio =
+            baseline.map_or(String::new(), |b| format!("  = {:.3} x baseline", self.throughput() / b.throughput()));
+        println!(
+            "{:>24}: {:>9.0} req/s{ratio}  (ok {}, failed {})  latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
+            self.label,
+            self.throughput(),
+            self.ok,
+            self.failed,
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            self.latency.max() as f64 / 1000.0,
+        );
+    }
+}
+
+/// Drives `request(connection, n)` on `connections` tasks for `duration`, each sending its next
+/// request when the last one is answered. `Some(false)` counts as failed; `None` means the
+/// connection has run out of work (register, when its prepared cards are used up).
+async fn phase<F, Fut>(label: &str, connections: usize, duration: Duration, request: F) -> Phase
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Option<bool>> + Send,
+{
+    let bar = ProgressBar::new(duration.as_secs()).with_message(label.to_owned());
+    bar.set_style(ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} s").expect("a valid template"));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let ticker = {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            while Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                bar.set_position(started.elapsed().as_secs().min(duration.as_secs()));
+            }
+        })
+    };
+    let tasks: Vec<_> = (0..connections)
+        .map(|connection| {
+            let request = request.clone();
+            tokio::spawn(async move {
+                let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+                let (mut ok, mut failed, mut n) = (0usize, 0usize, 0usize);
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    let Some(answered) = request(connection, n).await else {
+                        break;
+                    };
+                    n += 1;
+                    if answered {
+                        ok += 1;
+                        let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
+                    } else {
+                        failed += 1;
+                    }
+                }
+                (ok, failed, latency)
+            })
+        })
+        .collect();
+    let mut phase = Phase {
+        label: label.to_owned(),
+        ok: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+    };
+    for task in tasks {
+        if let Ok((ok, failed, latency)) = task.await {
+            phase.ok += ok;
+            phase.failed += failed;
+            let _ = phase.latency.add(latency);
+        }
+    }
+    phase.elapsed = started.elapsed();
+    ticker.abort();
+    bar.finish_and_clear();
+    phase
+}
