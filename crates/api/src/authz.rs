@@ -5,43 +5,53 @@ use crate::ApiState;
 use crate::error::ApiError;
 use crate::extract::read_body;
 use axum::Json;
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use cardplane_app::AppError;
 use cardplane_domain::auth::AssertionRefusal;
 use cardplane_domain::ids::IssuerId;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
-pub fn routes() -> Router<ApiState> {
-    Router::new().route("/authz/v1/oauth2/token", post(token))
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(token))
 }
 
 /// The token request. Parameters it does not know are ignored, as RFC 6749 §3.2 requires of a
 /// token endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenRequest {
+    /// `urn:ietf:params:oauth:grant-type:jwt-bearer`.
+    #[schema(example = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
     pub grant_type: Option<String>,
+    /// A compact JWS signed ES256 with one of the issuer's onboarded keys (`kid` in its header):
+    /// `iss` = `sub` = the issuerId, `exp` at most 15 minutes ahead, optional `aud`, `iat`, `jti`.
+    #[schema(pattern = "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$")]
     pub assertion: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
     pub access_token: String,
+    #[schema(pattern = "^Bearer$")]
     pub token_type: &'static str,
+    /// Seconds: 900.
+    #[schema(example = 900)]
     pub expires_in: i64,
     pub scope: String,
 }
 
 /// An OAuth 2.0 error answer (RFC 6749 §5.2): always 400 here.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OAuthError {
+    #[schema(pattern = "^(invalid_request|unsupported_grant_type|invalid_grant)$")]
     pub error: &'static str,
     pub error_description: String,
 }
@@ -66,6 +76,21 @@ fn no_store(response: &mut Response) {
     response.headers_mut().insert(PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
+/// Get an access token
+///
+/// The JWT-bearer grant (RFC 7523): an ES256 assertion of the issuer for a bearer access token,
+/// valid 900 seconds, for the `/banking` routes of that issuer. The body is form-encoded or JSON.
+#[utoipa::path(post, path = "/authz/v1/oauth2/token", tag = "token",
+    request_body(content(
+        (TokenRequest = "application/x-www-form-urlencoded"),
+        (TokenRequest = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "Granted. Not to be cached (`Cache-Control: no-store`).", body = TokenResponse),
+        (status = 400, description = "Refused: `invalid_request`, `unsupported_grant_type` or `invalid_grant`.", body = OAuthError),
+        (status = 413, description = "The body is over 64 KiB.", body = crate::openapi::ErrorEnvelope),
+        (status = 500, description = "An unexpected failure.", body = crate::openapi::ErrorEnvelope),
+    ))]
 async fn token(State(state): State<ApiState>, request: Request) -> Response {
     match grant(&state, request).await {
         Ok(granted) => {

@@ -12,8 +12,11 @@
 //! - [`banking`]: `/banking/v2` consumers and cards; the caller extractor; wire types.
 //! - [`admin`]: `/admin/v1`, onboarding and keys; its wire types in [`admin::wire`].
 //! - [`health`]: `/healthz` and `/readyz`.
+//! - [`openapi`]: the OpenAPI 3.1 document generated from the handlers (`/openapi.json`), its
+//!   page (`/docs`), the error responses and path parameters every route shares.
 //!
-//! [`router`] assembles them, with 404/405 answered in the envelope too.
+//! [`router`] assembles them, with 404/405 answered in the envelope too. Routes are registered
+//! only through `utoipa_axum::routes!`, so none is served without being described.
 
 pub mod admin;
 pub mod authz;
@@ -22,6 +25,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod observe;
+pub mod openapi;
 
 pub use error::ApiError;
 
@@ -43,11 +47,11 @@ pub struct ApiState {
 
 /// The whole HTTP surface.
 pub fn router(state: ApiState) -> Router {
-    let admin = admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), admin::guard));
-    let banking = banking::routes().route_layer(middleware::from_fn_with_state(state.clone(), authz::require_bearer));
+    let surface = openapi::surface();
+    let admin = surface.admin.route_layer(middleware::from_fn_with_state(state.clone(), admin::guard));
+    let banking = surface.banking.route_layer(middleware::from_fn_with_state(state.clone(), authz::require_bearer));
     Router::new()
-        .merge(health::routes())
-        .merge(authz::routes())
+        .merge(surface.open)
         .merge(admin)
         .merge(banking)
         .fallback(not_found)

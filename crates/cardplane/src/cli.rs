@@ -37,6 +37,8 @@ pub enum Command {
     Migrate,
     /// Measure the banking API under load, beside the no-op route as a baseline (docs/PERFORMANCE.md).
     Bench(crate::bench::BenchArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP surface (what `GET /openapi.json` serves).
+    Openapi,
     /// Onboard and inspect issuers, straight on the database.
     #[command(subcommand)]
     Issuer(IssuerCommand),
@@ -83,6 +85,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("shutting down: finishing the batches in flight");
             worker.stop().await;
             platform.store().close().await;
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", cardplane_api::openapi::document().to_pretty_json()?);
             Ok(())
         }
         Command::Bench(args) => {

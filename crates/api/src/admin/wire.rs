@@ -20,15 +20,19 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
 
 /// `PUT /admin/v1/issuers/{issuerId}` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OnboardingRequest {
     /// Optional in the admin API (the path names the issuer; if given, it must match); required in
     /// the TOML file's `[[issuers]]`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{10}$")]
     pub issuer_id: Option<String>,
+    #[schema(min_length = 1, max_length = 128, example = "Bank of Examples")]
     pub name: String,
+    #[schema(max_items = 20)]
     pub assertion_keys: Vec<AssertionKeyInput>,
     #[serde(default)]
     pub card_products: Vec<CardProductInput>,
@@ -37,51 +41,66 @@ pub struct OnboardingRequest {
 }
 
 /// An ES256 public key, as a JWK or as a PEM `PUBLIC KEY` (SubjectPublicKeyInfo).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssertionKeyInput {
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
     pub kid: String,
     /// JWK members beyond the EC ones are allowed (RFC 7517 §4: ignore what you do not know).
+    #[schema(value_type = Option<Object>)]
     pub jwk: Option<Map<String, Value>>,
     pub pem: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CardProductInput {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,48}$")]
     pub card_product_id: String,
+    #[schema(value_type = crate::openapi::Scheme)]
     pub scheme: String,
+    #[schema(pattern = "^(NONE|LIGHT|FULL)$", example = "NONE")]
     pub authorisation_mode: String,
     pub bin_range: Option<BinRangeInput>,
     #[serde(default)]
     pub physical: bool,
+    #[schema(minimum = 1, maximum = 10)]
     pub validity_years: Option<i64>,
     #[serde(default)]
     pub used_for_transactions: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BinRangeInput {
+    #[schema(pattern = "^[0-9]{6,19}$")]
     pub from: String,
+    #[schema(pattern = "^[0-9]{6,19}$")]
     pub to: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CallbackInput {
+    #[schema(pattern = "^https?://", max_length = 2048, example = "https://issuer.example.com")]
     pub base_url: String,
+    #[schema(pattern = "^https?://", max_length = 2048, example = "https://issuer.example.com")]
     pub token_url: Option<String>,
+    #[schema(min_length = 1, max_length = 256)]
     pub client_id: Option<String>,
+    #[schema(min_length = 1, max_length = 512, format = Password)]
     pub client_secret: Option<String>,
+    #[schema(min_length = 1, max_length = 512)]
     pub scope: Option<String>,
+    #[schema(minimum = 1, maximum = 100)]
     pub max_batch_size: Option<i64>,
     pub stores_consumer_data: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct WalletServerInput {
+    #[schema(pattern = "^https?://", max_length = 2048, example = "https://issuer.example.com")]
     pub base_url: String,
     #[serde(default)]
     pub pods: BTreeMap<String, String>,
@@ -252,7 +271,8 @@ fn rfc3339(at: OffsetDateTime) -> String {
 }
 
 /// A public EC JWK.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[schema(as = Jwk)]
 pub struct PublicJwk {
     pub kty: String,
     pub crv: String,
@@ -291,7 +311,7 @@ impl PublicJwk {
 }
 
 /// `{"keys": [...]}`: the active key first, then retired ones from newest to oldest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JwkSet {
     pub keys: Vec<PublicJwk>,
 }
@@ -302,18 +322,22 @@ impl JwkSet {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = AssertionKey)]
 pub struct AssertionKeyView {
     kid: String,
     jwk: PublicJwk,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = CardProduct)]
 pub struct CardProductView {
     card_product_id: String,
+    #[schema(value_type = crate::openapi::Scheme)]
     scheme: &'static str,
+    #[schema(value_type = String, pattern = "^(NONE|LIGHT|FULL)$")]
     authorisation_mode: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     bin_range: Option<BinRangeView>,
@@ -322,15 +346,17 @@ pub struct CardProductView {
     used_for_transactions: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = BinRange)]
 pub struct BinRangeView {
     from: String,
     to: String,
 }
 
 /// The callback settings, without the client secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Callback)]
 pub struct CallbackView {
     base_url: String,
     token_url: String,
@@ -342,16 +368,18 @@ pub struct CallbackView {
     stores_consumer_data: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = WalletServer)]
 pub struct WalletServerView {
     base_url: String,
     pods: BTreeMap<String, String>,
 }
 
 /// An onboarded issuer as the admin API shows it: never with secrets.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Issuer)]
 pub struct IssuerView {
     issuer_id: String,
     name: String,
@@ -363,7 +391,9 @@ pub struct IssuerView {
     wallet_server: Option<WalletServerView>,
     /// Public JWKs, the active key first.
     encryption_keys: Vec<PublicJwk>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -410,24 +440,26 @@ impl From<&OnboardedIssuer> for IssuerView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct IssuerList {
     pub issuers: Vec<IssuerView>,
 }
 
 /// `{"notifications": [...]}` of the admin API.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Notifications {
     pub notifications: Vec<NotificationView>,
 }
 
 /// A notification as it is sent to the issuer, with its delivery record.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Notification)]
 pub struct NotificationView {
     #[serde(flatten)]
     operation: crate::banking::wire::OperationView,
     /// `PENDING`, `DELIVERED` or `DEAD` (dead-lettered).
+    #[schema(value_type = crate::openapi::DeliveryStatus)]
     delivery_status: &'static str,
     attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -11,6 +11,7 @@ use cardplane_domain::operation::{HistoryEntry, Operation};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
 
 pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).expect("a UTC timestamp formats as RFC 3339")
@@ -22,43 +23,60 @@ fn within<T>(result: Result<T, FieldError>, parent: &str) -> Result<T, FieldErro
 
 // ---- consumers ----
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = Address)]
 pub struct AddressWire {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
     pub line1: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
     pub line2: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
     pub line3: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
     pub city: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
     pub state: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
     pub zip_code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Z]{2}$", example = "FR")]
     pub country_code: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = PersonalInformation)]
 pub struct PersonalInformationWire {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 40)]
     pub title: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[\w ,.'#;:/-]{1,128}$", max_length = 128, example = "Ada")]
     pub first_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[\w ,.'#;:/-]{1,128}$", max_length = 128)]
     pub middle_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[\w ,.'#;:/-]{1,128}$", max_length = 128, example = "Lovelace")]
     pub last_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = Email, max_length = 254, example = "ada@example.com")]
     pub email: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$", example = "+12125550123")]
     pub mobile_phone_number: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[a-z]{2}-[a-zA-Z]{2}$", example = "en-US")]
     pub language: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = Date, example = "1990-12-31")]
     pub date_of_birth: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<AddressWire>,
@@ -112,7 +130,7 @@ impl PersonalInformationWire {
 }
 
 /// Register and Update consumer body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConsumerBody {
     pub personal_information: Option<PersonalInformationWire>,
@@ -125,9 +143,10 @@ impl ConsumerBody {
 }
 
 /// Delete consumer body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteConsumerBody {
+    #[schema(pattern = "^[a-zA-Z0-9 ]{1,64}$", max_length = 64)]
     pub reason: Option<String>,
 }
 
@@ -137,14 +156,19 @@ impl DeleteConsumerBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Consumer)]
 pub struct ConsumerView {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     consumer_id: String,
+    #[schema(value_type = crate::openapi::ConsumerState)]
     state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     personal_information: Option<PersonalInformationWire>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -176,14 +200,20 @@ fn names(first: Option<String>, second: Option<String>) -> Result<(Option<String
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegisterCardBody {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "consumer-1")]
     pub consumer_id: String,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,48}$", example = "PRODUCT_VISA")]
     pub card_product_id: String,
+    #[schema(value_type = Option<crate::openapi::InitialCardState>)]
     pub state: Option<String>,
+    #[schema(pattern = "^[a-zA-Z. -]{0,26}$", max_length = 26)]
     pub cardholder_name: Option<String>,
+    #[schema(pattern = "^[a-zA-Z. -]{0,26}$", max_length = 26)]
     pub cardholder_name2: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$")]
     pub encrypted_data: String,
 }
 
@@ -201,25 +231,36 @@ impl RegisterCardBody {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = Account)]
 pub struct AccountWire {
     pub default: bool,
+    #[schema(pattern = "^[A-Za-z0-9 -]{1,34}$", max_length = 34)]
     pub number: String,
+    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency_code: String,
     #[serde(rename = "type")]
+    #[schema(pattern = "^(CHECKING|SAVINGS|CREDIT|PREPAID)$", example = "CHECKING")]
     pub kind: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateCardBody {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,48}$")]
     pub card_id: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "consumer-1")]
     pub consumer_id: String,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,48}$", example = "PRODUCT_VISA")]
     pub card_product_id: String,
+    #[schema(value_type = Option<crate::openapi::InitialCardState>)]
     pub state: Option<String>,
+    #[schema(pattern = "^[a-zA-Z. -]{0,26}$", max_length = 26)]
     pub cardholder_name: Option<String>,
+    #[schema(pattern = "^[a-zA-Z. -]{0,26}$", max_length = 26)]
     pub cardholder_name2: Option<String>,
+    #[schema(min_items = 1)]
     pub accounts: Vec<AccountWire>,
 }
 
@@ -259,13 +300,18 @@ impl CreateCardBody {
 }
 
 /// The body of a life-cycle operation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OperationBody {
+    #[schema(value_type = crate::openapi::ReasonCode)]
     pub reason_code: Option<String>,
+    #[schema(pattern = "^[a-zA-Z0-9 ]{1,64}$", max_length = 64)]
     pub reason: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,48}$")]
     pub new_card_id: Option<String>,
+    #[schema(value_type = Option<crate::openapi::InitialCardState>)]
     pub new_card_state: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$")]
     pub encrypted_data: Option<String>,
 }
 
@@ -300,23 +346,34 @@ impl OperationBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Card)]
 pub struct CardView {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,48}$")]
     card_id: String,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     consumer_id: String,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,48}$")]
     card_product_id: String,
+    #[schema(value_type = crate::openapi::Scheme)]
     scheme: &'static str,
+    #[schema(pattern = "^[0-9]{4}$")]
     last4: String,
+    #[schema(pattern = "^(0[1-9]|1[0-2])[0-9]{2}$")]
     expiry: String,
+    #[schema(value_type = crate::openapi::CardState)]
     state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^RENEW$")]
     ongoing_operation: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cardholder_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cardholder_name2: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -340,10 +397,12 @@ impl From<&Card> for CardView {
 }
 
 /// The body of a sandbox digitization (push provisioning).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DigitizeBody {
+    #[schema(value_type = crate::openapi::WalletName)]
     pub wallet: String,
+    #[schema(min_length = 1, max_length = 64)]
     pub device: Option<String>,
 }
 
@@ -356,15 +415,20 @@ impl DigitizeBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = DigitalCard)]
 pub struct DigitalCardView {
     digital_card_id: String,
     card_id: String,
+    #[schema(value_type = crate::openapi::WalletName)]
     wallet: &'static str,
     device: String,
+    #[schema(value_type = crate::openapi::DigitalCardState)]
     state: &'static str,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -382,43 +446,49 @@ impl From<&DigitalCard> for DigitalCardView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DigitalCardList {
     pub digital_cards: Vec<DigitalCardView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedDigitalCard {
     pub digital_card_id: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CardList {
     pub cards: Vec<CardView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedCard {
     pub card_id: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = HistoryEntry)]
 pub struct HistoryEntryView {
     operation_id: String,
+    #[schema(value_type = crate::openapi::OperationName)]
     operation: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::openapi::CardState>)]
     from_state: Option<&'static str>,
+    #[schema(value_type = crate::openapi::CardState)]
     to_state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::openapi::ReasonCode>)]
     reason_code: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
     actor: String,
     correlation_id: String,
+    #[schema(format = DateTime)]
     at: String,
 }
 
@@ -438,20 +508,25 @@ impl From<&HistoryEntry> for HistoryEntryView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct History {
     pub entries: Vec<HistoryEntryView>,
 }
 
 /// An operation as notified (outbound.md §2).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Operation)]
 pub struct OperationView {
     operation_id: String,
+    #[schema(value_type = crate::openapi::OperationName)]
     operation: &'static str,
+    #[schema(value_type = crate::openapi::OperationStatus)]
     status: &'static str,
+    #[schema(format = DateTime)]
     start_time: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     end_time: Option<String>,
     card_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -7,32 +7,21 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use time::Duration;
 
-/// Every banking route, as (method, path under the issuer, body).
+/// Every banking route of the OpenAPI document (so a new route is covered the day it is added), as
+/// (method, path under the issuer, body). The guard answers before any body is read.
 fn every_route(bank_b_card: &str) -> Vec<(Method, String, Option<Value>)> {
-    let card = format!("/cards/{bank_b_card}");
-    let mut routes = vec![
-        (Method::PUT, "/consumers/bob".to_owned(), Some(json!({}))),
-        (Method::GET, "/consumers/bob".to_owned(), None),
-        (Method::GET, "/consumers/bob/cards".to_owned(), None),
-        (Method::POST, "/consumers/bob/operations:update".to_owned(), Some(json!({}))),
-        (Method::POST, "/consumers/bob/operations:delete".to_owned(), Some(json!({}))),
-        (
-            Method::PUT,
-            card.clone(),
-            Some(json!({"consumerId": "bob", "cardProductId": "VISA_LIGHT", "encryptedData": "x"})),
-        ),
-        (
-            Method::POST,
-            "/cards".to_owned(),
-            Some(json!({"consumerId": "bob", "cardProductId": "VISA_LIGHT", "accounts": []})),
-        ),
-        (Method::GET, card.clone(), None),
-        (Method::GET, format!("{card}/history"), None),
-    ];
-    for op in ["activate", "suspend", "resume", "delete", "renew", "replace"] {
-        routes.push((Method::POST, format!("{card}/operations:{op}"), Some(json!({"reasonCode": "ISSUER_DECISION"}))));
-        routes.push((Method::POST, format!("{card}/operations/{op}"), Some(json!({"reasonCode": "ISSUER_DECISION"}))));
+    let document = serde_json::to_value(cardplane_api::openapi::document()).unwrap();
+    let mut routes = Vec::new();
+    for (template, item) in document["paths"].as_object().unwrap() {
+        let Some(under_issuer) = template.strip_prefix("/banking/v2/issuers/{issuerId}") else { continue };
+        for method in item.as_object().unwrap().keys() {
+            let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
+            let path = under_issuer.replace("{consumerId}", "bob").replace("{cardId}", bank_b_card);
+            let body = (method != Method::GET).then(|| json!({"reasonCode": "ISSUER_DECISION"}));
+            routes.push((method, path, body));
+        }
     }
+    assert!(routes.len() >= 25, "only {} banking routes in the document", routes.len());
     routes
 }
 

@@ -9,6 +9,7 @@ mod isolation;
 mod issuer_stub;
 mod notifications;
 mod onboarding;
+mod openapi;
 mod pending;
 mod races;
 mod support;
