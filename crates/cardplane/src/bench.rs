@@ -33,6 +33,9 @@ pub enum Scenario {
     Get,
     /// A quarter registrations, a quarter suspend/resume, half reads.
     Mix,
+    /// A backlog of `--notifications` notifications, made with the worker off, drained by a
+    /// restarted server to an issuer stub in this process. Needs a server the bench starts.
+    Drain,
 }
 
 /// The options of `cardplane bench`.
@@ -51,6 +54,12 @@ pub struct BenchArgs {
     /// early when they run out.
     #[arg(long, default_value_t = 100_000)]
     pub cards: usize,
+    /// Drain: how many notifications the backlog holds.
+    #[arg(long, default_value_t = 100_000)]
+    pub notifications: usize,
+    /// Drain: the issuer's `maxBatchSize` (operations per notification call, 1 to 100).
+    #[arg(long, default_value_t = 50)]
+    pub batch: usize,
     /// A running server to measure instead of starting one (its admin API must accept this
     /// process: loopback, or CARDPLANE_ADMIN_TOKEN).
     #[arg(long)]
@@ -61,10 +70,16 @@ pub struct BenchArgs {
 pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Result<()> {
     cardplane_connectors::install_tls_provider();
     let workdir = tempfile::tempdir().context("cannot make a working directory")?;
+    if args.scenario == Scenario::Drain {
+        if args.url.is_some() {
+            bail!("the drain scenario restarts the server, so it needs one the bench starts (no --url)");
+        }
+        return drain(&args, workdir.path(), database_url).await;
+    }
     let (base, server) = match &args.url {
         Some(url) => (url.trim_end_matches('/').to_owned(), None),
         None => {
-            let (base, child) = start_server(workdir.path(), database_url).await?;
+            let (base, child) = start_server(workdir.path(), database_url, true).await?;
             (base, Some(child))
         }
     };
@@ -143,6 +158,7 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
 async fn start_server(
     dir: &std::path::Path,
     database_url: Option<String>,
+    worker: bool,
 ) -> anyhow::Result<(String, tokio::process::Child)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut command = tokio::process::Command::new(std::env::current_exe()?);
@@ -151,6 +167,7 @@ async fn start_server(
     if let Some(url) = database_url {
         command.env("CARDPLANE_DATABASE_URL", url);
     }
+    command.env("CARDPLANE_WORKER", if worker { "1" } else { "0" });
     let child = command.spawn().context("cannot start the server")?;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
@@ -174,16 +191,25 @@ struct Bank {
 
 impl Bank {
     async fn onboard(http: &reqwest::Client, base: &str) -> anyhow::Result<Bank> {
+        Self::onboard_with(http, base, json!({})).await
+    }
+
+    /// Onboards with more onboarding fields (a `callback`, say).
+    async fn onboard_with(http: &reqwest::Client, base: &str, extra: Value) -> anyhow::Result<Bank> {
         let rng = SystemRandom::new();
         let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| anyhow::anyhow!("keygen"))?;
         let point = pair.public_key().as_ref().to_vec();
         let jwk = json!({"kty": "EC", "crv": "P-256", "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..])});
         let issuer = format!("BENCH{:05}", std::process::id() % 100_000);
-        let mut onboard = http.put(format!("{base}/admin/v1/issuers/{issuer}")).json(&json!({
+        let mut body = json!({
             "name": "Bench Bank",
             "assertionKeys": [{"kid": "bench", "jwk": jwk}],
             "cardProducts": [{"cardProductId": "BENCH", "scheme": "VISA", "authorisationMode": "NONE"}],
-        }));
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let mut onboard = http.put(format!("{base}/admin/v1/issuers/{issuer}")).json(&body);
         if let Ok(token) = std::env::var("CARDPLANE_ADMIN_TOKEN") {
             onboard = onboard.bearer_auth(token);
         }
@@ -359,4 +385,139 @@ where
     ticker.abort();
     bar.finish_and_clear();
     phase
+}
+
+/// The drain scenario: a backlog made with the worker off, then timed as a restarted server's worker
+/// delivers it to an issuer stub running in this process.
+async fn drain(args: &BenchArgs, dir: &std::path::Path, database_url: Option<String>) -> anyhow::Result<()> {
+    let stub = IssuerStub::start().await?;
+    let (base, mut server) = start_server(dir, database_url.clone(), false).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    let callback = json!({"callback": {
+        "baseUrl": stub.base, "clientId": "bench", "clientSecret": "bench-secret",
+        "maxBatchSize": args.batch,
+    }});
+    let bank = Bank::onboard_with(&http, &base, callback).await?;
+    let cards = prepare_cards(&bank, args.connections);
+    for (card_id, body) in &cards {
+        let status = bank.put(&http, &base, card_id, body).await?;
+        if status != 204 {
+            bail!("registering card {card_id} answered HTTP {status}");
+        }
+    }
+    let duration = Duration::from_secs(args.seconds);
+    println!(
+        "cardplane bench: Drain, {} notifications in calls of up to {}, {} connections to make them",
+        args.notifications, args.batch, args.connections
+    );
+    let (client, healthz) = (http.clone(), format!("{base}/healthz"));
+    let baseline = phase("baseline GET /healthz", args.connections, duration, move |_, _| {
+        let (http, url) = (client.clone(), healthz.clone());
+        async move { Some(http.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0) == 200) }
+    })
+    .await;
+    baseline.print(None);
+
+    // The backlog: suspend/resume pairs, one notification each, until there are enough (the
+    // registrations above made one each too).
+    let made = Arc::new(AtomicUsize::new(cards.len()));
+    let wanted = args.notifications;
+    let cards = Arc::new(cards);
+    let backlog = {
+        let (http, bank, base, made, cards) = (http.clone(), bank.clone(), base.clone(), made.clone(), cards.clone());
+        phase("making the backlog", args.connections, Duration::from_secs(3600), move |connection, n| {
+            let (http, bank, base, made, cards) =
+                (http.clone(), bank.clone(), base.clone(), made.clone(), cards.clone());
+            async move {
+                if made.fetch_add(1, Ordering::Relaxed) >= wanted {
+                    return None;
+                }
+                let op = if n % 2 == 0 { "suspend" } else { "resume" };
+                let status = bank.operate(&http, &base, &cards[connection].0, op, "USER_DECISION").await.unwrap_or(0);
+                Some(status == 204)
+            }
+        })
+        .await
+    };
+    if backlog.failed > 0 {
+        bail!("{} operations of the backlog failed", backlog.failed);
+    }
+    let _ = server.start_kill();
+    let _ = server.wait().await;
+
+    // The clock starts when the server (its worker on) starts on the backlog.
+    let started = Instant::now();
+    let (_, mut server) = start_server(dir, database_url, true).await?;
+    let bar = ProgressBar::new(wanted as u64).with_message("draining");
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} {per_sec}").expect("a valid template"),
+    );
+    let timeout = Duration::from_secs(600);
+    while stub.delivered() < wanted && started.elapsed() < timeout {
+        bar.set_position(stub.delivered() as u64);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    let _ = server.start_kill();
+    let _ = server.wait().await;
+    let delivered = stub.delivered();
+    let rate = delivered as f64 / elapsed.as_secs_f64();
+    println!(
+        "{:>24}: {:>9.0} notifications/s  = {:.3} x baseline  ({delivered} of {wanted} in {:.1} s, {} calls, {} repeated, \
+         including the server's start)",
+        "drain",
+        rate,
+        rate / baseline.throughput(),
+        elapsed.as_secs_f64(),
+        stub.calls.load(Ordering::Relaxed),
+        stub.repeated.load(Ordering::Relaxed),
+    );
+    if delivered < wanted {
+        bail!("only {delivered} of {wanted} notifications arrived within {timeout:?}");
+    }
+    Ok(())
+}
+
+/// An issuer backend on loopback, in this process: grants tokens and counts the operations it is
+/// notified of, each operationId once (delivery is at least once; repeats are counted apart).
+struct IssuerStub {
+    base: String,
+    seen: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    calls: Arc<AtomicUsize>,
+    repeated: Arc<AtomicUsize>,
+}
+
+impl IssuerStub {
+    async fn start() -> anyhow::Result<IssuerStub> {
+        use axum::routing::post;
+        let seen: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let (calls, repeated) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let notified = {
+            let (seen, calls, repeated) = (seen.clone(), calls.clone(), repeated.clone());
+            move |axum::Json(body): axum::Json<Value>| async move {
+                calls.fetch_add(1, Ordering::Relaxed);
+                let mut seen = seen.lock().expect("the stub's set is never poisoned");
+                for operation in body["operations"].as_array().into_iter().flatten() {
+                    if !seen.insert(operation["operationId"].as_str().unwrap_or_default().to_owned()) {
+                        repeated.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        };
+        let token =
+            || async { axum::Json(json!({"access_token": "bench-token", "token_type": "Bearer", "expires_in": 3600})) };
+        let app = axum::Router::new()
+            .route("/authz/d1/v1/oauth2/token", post(token))
+            .route("/notifications/d1/v2/issuers/{issuer}/cards", post(notified));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(IssuerStub { base, seen, calls, repeated })
+    }
+
+    fn delivered(&self) -> usize {
+        self.seen.lock().expect("the stub's set is never poisoned").len()
+    }
 }

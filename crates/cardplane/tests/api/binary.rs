@@ -639,3 +639,23 @@ async fn the_bench_command_measures_a_scenario_against_its_baseline() {
     assert!(baseline.contains("failed 0") && mix.contains("failed 0"), "{stdout}");
     assert!(mix.contains("x baseline") && mix.contains("p99"), "{stdout}");
 }
+
+/// The drain scenario makes its backlog with the worker off, restarts the server, and counts every
+/// notification arriving at its own issuer stub exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_command_drains_a_notification_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = cardplane(dir.path())
+        .args(["bench", "--scenario", "drain", "--notifications", "500", "--batch", "20"])
+        .args(["--connections", "4", "--seconds", "1"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let drain = stdout.lines().find(|l| l.trim_start().starts_with("drain:")).expect("a drain line");
+    assert!(
+        drain.contains("(500 of 500 in") && drain.contains("0 repeated") && drain.contains("x baseline"),
+        "{stdout}"
+    );
+}
