@@ -4,8 +4,9 @@
 //! Every route is registered through [`utoipa_axum::routes!`] from the handler's own
 //! `#[utoipa::path]`, so a route cannot be served without being described; the route-coverage test
 //! (`tests/api/openapi.rs`) probes every documented operation against the router the other way
-//! round. Patterns and lengths below are those of `../shared/spec` and of the domain's parsers; the
-//! domain stays the authority (a value the pattern admits may still be refused with a 400).
+//! round. The patterns and lengths written on the wire types and path parameters are those of
+//! `../shared/spec` and of the domain's parsers; the domain stays the authority (a value a pattern
+//! admits may still be refused with a 400, e.g. a PAN failing the Luhn check inside a JWE).
 //!
 //! The documentation page is Swagger UI (`assets/swagger-ui`, from the npm package
 //! `swagger-ui-dist`, Apache-2.0), compiled into the binary so it works offline.
@@ -21,24 +22,6 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, IntoResponses, Modify, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-
-// ---- patterns of ../shared/spec ----
-
-pub const ISSUER_ID: &str = "^[A-Za-z0-9_-]{10}$";
-pub const CONSUMER_ID: &str = "^[A-Za-z0-9_-]{1,64}$";
-pub const CARD_ID: &str = "^[A-Za-z0-9_-]{1,48}$";
-pub const CARD_PRODUCT_ID: &str = "^[A-Za-z0-9_-]{1,48}$";
-pub const KEY_ID: &str = "^[A-Za-z0-9_.:-]{1,128}$";
-pub const CARDHOLDER_NAME: &str = "^[a-zA-Z. -]{0,26}$";
-pub const REASON: &str = "^[a-zA-Z0-9 ]{1,64}$";
-pub const PERSON_NAME: &str = r"^[\w ,.'#;:/-]{1,128}$";
-pub const PHONE: &str = r"^\+[1-9][0-9]{7,14}$";
-pub const LANGUAGE: &str = "^[a-z]{2}-[a-zA-Z]{2}$";
-pub const COUNTRY: &str = "^[A-Z]{2}$";
-pub const CURRENCY: &str = "^[A-Z]{3}$";
-pub const ACCOUNT_NUMBER: &str = "^[A-Za-z0-9 -]{1,34}$";
-pub const MMYY: &str = "^(0[1-9]|1[0-2])[0-9]{2}$";
-pub const LAST4: &str = "^[0-9]{4}$";
 
 // ---- enumerations as they travel ----
 
