@@ -110,13 +110,7 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
         "cardplane bench: {:?}, {} connections, {} s per phase, against {base}",
         args.scenario, args.connections, args.seconds
     );
-    let (client, healthz) = (http.clone(), format!("{base}/healthz"));
-    let baseline = phase("baseline GET /healthz", args.connections, duration, move |_, _| {
-        let (http, url) = (client.clone(), healthz.clone());
-        async move { Some(http.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0) == 200) }
-    })
-    .await;
-    baseline.print(None);
+    let baseline = baseline(&http, base, args.connections, duration).await;
     let next_card = Arc::new(AtomicUsize::new(0));
     let fresh: Arc<Vec<(String, Value)>> = Arc::new(fresh.to_vec());
     let standing: Arc<Vec<(String, Value)>> = Arc::new(standing.to_vec());
@@ -291,6 +285,19 @@ fn prepare_cards(bank: &Bank, count: usize) -> Vec<(String, Value)> {
     cards
 }
 
+/// The no-op route (`GET /healthz`, same middleware, same connections), measured and printed: the
+/// baseline every other figure of the run is a ratio to.
+async fn baseline(http: &reqwest::Client, base: &str, connections: usize, duration: Duration) -> Phase {
+    let (client, healthz) = (http.clone(), format!("{base}/healthz"));
+    let baseline = phase("baseline GET /healthz", connections, duration, move |_, _| {
+        let (http, url) = (client.clone(), healthz.clone());
+        async move { Some(http.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0) == 200) }
+    })
+    .await;
+    baseline.print(None);
+    baseline
+}
+
 /// What one phase measured.
 struct Phase {
     label: String,
@@ -410,13 +417,7 @@ async fn drain(args: &BenchArgs, dir: &std::path::Path, database_url: Option<Str
         "cardplane bench: Drain, {} notifications in calls of up to {}, {} connections to make them",
         args.notifications, args.batch, args.connections
     );
-    let (client, healthz) = (http.clone(), format!("{base}/healthz"));
-    let baseline = phase("baseline GET /healthz", args.connections, duration, move |_, _| {
-        let (http, url) = (client.clone(), healthz.clone());
-        async move { Some(http.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0) == 200) }
-    })
-    .await;
-    baseline.print(None);
+    let baseline = baseline(&http, base.as_ref(), args.connections, duration).await;
 
     // The backlog: suspend/resume pairs, one notification each, until there are enough (the
     // registrations above made one each too).
