@@ -64,6 +64,11 @@ pub struct BenchArgs {
     /// process: loopback, or CARDPLANE_ADMIN_TOKEN).
     #[arg(long)]
     pub url: Option<String>,
+    /// Also drive the same requests (same bodies, same token) at this server in the same run, and
+    /// print cardplane's throughput as a ratio to it: a mock of the same API (Prism on
+    /// `cardplane openapi`, say; `scripts/bench-vs-prism.sh` sets that up). Any 2xx counts as ok.
+    #[arg(long, value_name = "URL")]
+    pub compare_with: Option<String>,
 }
 
 /// Runs the benchmark and prints its figures.
@@ -111,40 +116,61 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
         args.scenario, args.connections, args.seconds
     );
     let baseline = baseline(&http, base, args.connections, duration).await;
-    let next_card = Arc::new(AtomicUsize::new(0));
     let fresh: Arc<Vec<(String, Value)>> = Arc::new(fresh.to_vec());
     let standing: Arc<Vec<(String, Value)>> = Arc::new(standing.to_vec());
-    let scenario = args.scenario;
-    let label = format!("{scenario:?}").to_lowercase();
-    let base = base.to_owned();
-    let result = phase(&label, args.connections, duration, move |connection, n| {
-        let (http, bank, base) = (http.clone(), bank.clone(), base.to_owned());
-        let (fresh, standing, next_card) = (fresh.clone(), standing.clone(), next_card.clone());
-        async move {
-            let kind = match scenario {
-                Scenario::Mix => [Scenario::Register, Scenario::Get, Scenario::Lifecycle, Scenario::Get][n % 4],
-                other => other,
-            };
-            let own = &standing.get(connection).map(|(id, _)| id.clone()).unwrap_or_default();
-            let status = match kind {
-                Scenario::Register => {
-                    // Out of prepared cards: this connection is done.
-                    let (card_id, body) = fresh.get(next_card.fetch_add(1, Ordering::Relaxed))?;
-                    bank.put(&http, &base, card_id, body).await.unwrap_or(0)
-                }
-                Scenario::Get => bank.get(&http, &base, own).await.unwrap_or(0),
-                _ => {
-                    // Each connection suspends and resumes its own card, in turn.
-                    let step = if scenario == Scenario::Mix { n / 4 } else { n };
-                    let op = if step % 2 == 0 { "suspend" } else { "resume" };
-                    bank.operate(&http, &base, own, op, "USER_DECISION").await.unwrap_or(0)
-                }
-            };
-            Some((200..300).contains(&status))
-        }
-    })
-    .await;
+    let drive = |label: String, base: String, reuse_cards: bool| {
+        let (http, bank, fresh, standing) = (http.clone(), bank.clone(), fresh.clone(), standing.clone());
+        let (scenario, connections, next_card) = (args.scenario, args.connections, Arc::new(AtomicUsize::new(0)));
+        let request = move |connection: usize, n: usize| {
+            let (http, bank, base) = (http.clone(), bank.clone(), base.clone());
+            let (fresh, standing, next_card) = (fresh.clone(), standing.clone(), next_card.clone());
+            async move {
+                let kind = match scenario {
+                    Scenario::Mix => [Scenario::Register, Scenario::Get, Scenario::Lifecycle, Scenario::Get][n % 4],
+                    other => other,
+                };
+                let own = &standing.get(connection).map(|(id, _)| id.clone()).unwrap_or_default();
+                let status = match kind {
+                    Scenario::Register => {
+                        let mut next = next_card.fetch_add(1, Ordering::Relaxed);
+                        // A stateless mock may see the same card again; cardplane may not.
+                        if reuse_cards && !fresh.is_empty() {
+                            next %= fresh.len();
+                        }
+                        // Out of prepared cards: this connection is done.
+                        let (card_id, body) = fresh.get(next)?;
+                        bank.put(&http, &base, card_id, body).await.unwrap_or(0)
+                    }
+                    Scenario::Get => bank.get(&http, &base, own).await.unwrap_or(0),
+                    _ => {
+                        // Each connection suspends and resumes its own card, in turn.
+                        let step = if scenario == Scenario::Mix { n / 4 } else { n };
+                        let op = if step % 2 == 0 { "suspend" } else { "resume" };
+                        bank.operate(&http, &base, own, op, "USER_DECISION").await.unwrap_or(0)
+                    }
+                };
+                Some((200..300).contains(&status))
+            }
+        };
+        async move { phase(&label, connections, duration, request).await }
+    };
+    let label = format!("{:?}", args.scenario).to_lowercase();
+    let result = drive(label.clone(), base.to_owned(), false).await;
     result.print(Some(&baseline));
+    if let Some(other) = &args.compare_with {
+        let other = other.trim_end_matches('/').to_owned();
+        let compared = drive(format!("{label} at {other}"), other, true).await;
+        compared.print(Some(&baseline));
+        if compared.ok == 0 {
+            bail!("no request to {} succeeded: is it serving this API?", compared.label);
+        }
+        println!(
+            "{:>24}: cardplane does {:.2} x the requests/s of {} (same requests, same run)",
+            "compared",
+            result.throughput() / compared.throughput(),
+            compared.label
+        );
+    }
     Ok(())
 }
 
