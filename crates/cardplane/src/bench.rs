@@ -18,8 +18,9 @@ use cardplane_domain::keys::P256PublicKey;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 /// What the load generator drives.
@@ -50,6 +51,10 @@ pub struct BenchArgs {
     /// How long each measured phase lasts, in seconds.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// How long the baseline phase lasts, in seconds (default: `--seconds`). Shorter when the
+    /// bench only fills a database (`--cards 1000000 --seconds 3600`, say).
+    #[arg(long)]
+    pub baseline_seconds: Option<u64>,
     /// Card registrations to prepare (each needs its JWE made ahead); the register phase stops
     /// early when they run out.
     #[arg(long, default_value_t = 100_000)]
@@ -69,6 +74,12 @@ pub struct BenchArgs {
     /// `cardplane openapi`, say; `scripts/bench-vs-prism.sh` sets that up). Any 2xx counts as ok.
     #[arg(long, value_name = "URL")]
     pub compare_with: Option<String>,
+}
+
+impl BenchArgs {
+    fn baseline_duration(&self) -> Duration {
+        Duration::from_secs(self.baseline_seconds.unwrap_or(self.seconds))
+    }
 }
 
 /// Runs the benchmark and prints its figures.
@@ -115,7 +126,7 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
         "cardplane bench: {:?}, {} connections, {} s per phase, against {base}",
         args.scenario, args.connections, args.seconds
     );
-    let baseline = baseline(&http, base, args.connections, duration).await;
+    let baseline = baseline(&http, base, args.connections, args.baseline_duration()).await;
     let fresh: Arc<Vec<(String, Value)>> = Arc::new(fresh.to_vec());
     let standing: Arc<Vec<(String, Value)>> = Arc::new(standing.to_vec());
     let drive = |label: String, base: String, reuse_cards: bool| {
@@ -149,7 +160,7 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
                         bank.operate(&http, &base, own, op, "USER_DECISION").await.unwrap_or(0)
                     }
                 };
-                Some((200..300).contains(&status))
+                Some(status)
             }
         };
         async move { phase(&label, connections, duration, request).await }
@@ -204,7 +215,9 @@ async fn start_server(
 #[derive(Clone)]
 struct Bank {
     issuer: String,
-    token: String,
+    /// The access token, renewed in the background before it expires (a fill of a million cards
+    /// outlasts one).
+    token: Arc<RwLock<String>>,
     recipient: P256PublicKey,
     kid: String,
 }
@@ -216,7 +229,6 @@ impl Bank {
 
     /// Onboards with more onboarding fields (a `callback`, say).
     async fn onboard_with(http: &reqwest::Client, base: &str, extra: Value) -> anyhow::Result<Bank> {
-        let rng = SystemRandom::new();
         let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| anyhow::anyhow!("keygen"))?;
         let point = pair.public_key().as_ref().to_vec();
         let jwk = json!({"kty": "EC", "crv": "P-256", "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..])});
@@ -238,11 +250,25 @@ impl Bank {
         let coordinate = |c: &str| B64.decode(key[c].as_str().unwrap_or_default()).unwrap_or_default();
         let recipient = P256PublicKey::from_sec1(&[vec![4u8], coordinate("x"), coordinate("y")].concat())
             .context("the server's encryption key is not a P-256 point")?;
+        let pair = Arc::new(pair);
+        let (token, lifetime) = Self::mint_token(http, base, &issuer, &pair).await?;
+        let token = Arc::new(RwLock::new(token));
+        Self::keep_fresh(Arc::downgrade(&token), lifetime, http.clone(), base.to_owned(), issuer.clone(), pair);
+        Ok(Bank { token, kid: key["kid"].as_str().context("no kid")?.to_owned(), issuer, recipient })
+    }
+
+    /// An access token for `issuer` (JWT-bearer grant, signed with its assertion key) and how long it lives.
+    async fn mint_token(
+        http: &reqwest::Client,
+        base: &str,
+        issuer: &str,
+        pair: &EcdsaKeyPair,
+    ) -> anyhow::Result<(String, Duration)> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let header = B64.encode(json!({"alg": "ES256", "typ": "JWT", "kid": "bench"}).to_string());
         let claims = B64.encode(json!({"iss": issuer, "sub": issuer, "exp": now + 600}).to_string());
         let input = format!("{header}.{claims}");
-        let signature = pair.sign(&rng, input.as_bytes()).map_err(|_| anyhow::anyhow!("signing"))?;
+        let signature = pair.sign(&SystemRandom::new(), input.as_bytes()).map_err(|_| anyhow::anyhow!("signing"))?;
         let assertion = format!("{input}.{}", B64.encode(signature.as_ref()));
         let granted: Value = http
             .post(format!("{base}/authz/v1/oauth2/token"))
@@ -252,12 +278,40 @@ impl Bank {
             .error_for_status()?
             .json()
             .await?;
-        Ok(Bank {
-            token: granted["access_token"].as_str().context("no access_token")?.to_owned(),
-            kid: key["kid"].as_str().context("no kid")?.to_owned(),
-            issuer,
-            recipient,
-        })
+        let token = granted["access_token"].as_str().context("no access_token")?.to_owned();
+        Ok((token, Duration::from_secs(granted["expires_in"].as_u64().unwrap_or(900))))
+    }
+
+    /// Renews the token at half its lifetime for as long as a clone of this bank lives.
+    fn keep_fresh(
+        token: Weak<RwLock<String>>,
+        mut lifetime: Duration,
+        http: reqwest::Client,
+        base: String,
+        issuer: String,
+        pair: Arc<EcdsaKeyPair>,
+    ) {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lifetime / 2).await;
+                let Some(token) = token.upgrade() else { return };
+                match Self::mint_token(&http, &base, &issuer, &pair).await {
+                    Ok((fresh, expires_in)) => {
+                        *token.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                        lifetime = expires_in;
+                    }
+                    // Try again soon; the old token is still good for the other half.
+                    Err(error) => {
+                        eprintln!("renewing the bench's access token failed: {error:#}");
+                        lifetime = Duration::from_secs(20);
+                    }
+                }
+            }
+        });
+    }
+
+    fn bearer(&self) -> String {
+        self.token.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     fn card_url(&self, base: &str, card_id: &str) -> String {
@@ -265,12 +319,12 @@ impl Bank {
     }
 
     async fn put(&self, http: &reqwest::Client, base: &str, card_id: &str, body: &Value) -> anyhow::Result<u16> {
-        let response = http.put(self.card_url(base, card_id)).bearer_auth(&self.token).json(body).send().await?;
+        let response = http.put(self.card_url(base, card_id)).bearer_auth(self.bearer()).json(body).send().await?;
         Ok(response.status().as_u16())
     }
 
     async fn get(&self, http: &reqwest::Client, base: &str, card_id: &str) -> anyhow::Result<u16> {
-        let response = http.get(self.card_url(base, card_id)).bearer_auth(&self.token).send().await?;
+        let response = http.get(self.card_url(base, card_id)).bearer_auth(self.bearer()).send().await?;
         Ok(response.status().as_u16())
     }
 
@@ -283,7 +337,7 @@ impl Bank {
         reason: &str,
     ) -> anyhow::Result<u16> {
         let url = format!("{}/operations:{op}", self.card_url(base, card_id));
-        let response = http.post(url).bearer_auth(&self.token).json(&json!({"reasonCode": reason})).send().await?;
+        let response = http.post(url).bearer_auth(self.bearer()).json(&json!({"reasonCode": reason})).send().await?;
         Ok(response.status().as_u16())
     }
 }
@@ -317,7 +371,7 @@ async fn baseline(http: &reqwest::Client, base: &str, connections: usize, durati
     let (client, healthz) = (http.clone(), format!("{base}/healthz"));
     let baseline = phase("baseline GET /healthz", connections, duration, move |_, _| {
         let (http, url) = (client.clone(), healthz.clone());
-        async move { Some(http.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0) == 200) }
+        async move { Some(http.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0)) }
     })
     .await;
     baseline.print(None);
@@ -329,11 +383,22 @@ struct Phase {
     label: String,
     ok: usize,
     failed: usize,
+    /// The failures by HTTP status (0: no answer), so that a failing run says why.
+    failed_by_status: BTreeMap<u16, usize>,
     elapsed: Duration,
     latency: Histogram<u64>,
 }
 
 impl Phase {
+    /// `HTTP 401 x 12, no answer x 3`, say.
+    fn failures(&self) -> String {
+        let each = self.failed_by_status.iter().map(|(status, count)| match status {
+            0 => format!("no answer x {count}"),
+            status => format!("HTTP {status} x {count}"),
+        });
+        each.collect::<Vec<_>>().join(", ")
+    }
+
     fn throughput(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
@@ -353,16 +418,20 @@ impl Phase {
             ms(0.99),
             self.latency.max() as f64 / 1000.0,
         );
+        if self.failed > 0 {
+            println!("{:>24}  failed: {}", "", self.failures());
+        }
     }
 }
 
 /// Drives `request(connection, n)` on `connections` tasks for `duration`, each sending its next
-/// request when the last one is answered. `Some(false)` counts as failed; `None` means the
+/// request when the last one is answered. `Some(status)` is the HTTP status (0: no answer), ok when
+/// 2xx; `None` means the
 /// connection has run out of work (register, when its prepared cards are used up).
 async fn phase<F, Fut>(label: &str, connections: usize, duration: Duration, request: F) -> Phase
 where
     F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Option<bool>> + Send,
+    Fut: std::future::Future<Output = Option<u16>> + Send,
 {
     let bar = ProgressBar::new(duration.as_secs()).with_message(label.to_owned());
     bar.set_style(ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} s").expect("a valid template"));
@@ -382,18 +451,19 @@ where
             let request = request.clone();
             tokio::spawn(async move {
                 let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-                let (mut ok, mut failed, mut n) = (0usize, 0usize, 0usize);
+                let (mut ok, mut n) = (0usize, 0usize);
+                let mut failed = BTreeMap::<u16, usize>::new();
                 while Instant::now() < deadline {
                     let sent = Instant::now();
-                    let Some(answered) = request(connection, n).await else {
+                    let Some(status) = request(connection, n).await else {
                         break;
                     };
                     n += 1;
-                    if answered {
+                    if (200..300).contains(&status) {
                         ok += 1;
                         let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
                     } else {
-                        failed += 1;
+                        *failed.entry(status).or_default() += 1;
                     }
                 }
                 (ok, failed, latency)
@@ -404,13 +474,17 @@ where
         label: label.to_owned(),
         ok: 0,
         failed: 0,
+        failed_by_status: BTreeMap::new(),
         elapsed: Duration::ZERO,
         latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
     };
     for task in tasks {
         if let Ok((ok, failed, latency)) = task.await {
             phase.ok += ok;
-            phase.failed += failed;
+            for (status, count) in failed {
+                phase.failed += count;
+                *phase.failed_by_status.entry(status).or_default() += count;
+            }
             let _ = phase.latency.add(latency);
         }
     }
@@ -438,12 +512,11 @@ async fn drain(args: &BenchArgs, dir: &std::path::Path, database_url: Option<Str
             bail!("registering card {card_id} answered HTTP {status}");
         }
     }
-    let duration = Duration::from_secs(args.seconds);
     println!(
         "cardplane bench: Drain, {} notifications in calls of up to {}, {} connections to make them",
         args.notifications, args.batch, args.connections
     );
-    let baseline = baseline(&http, base.as_ref(), args.connections, duration).await;
+    let baseline = baseline(&http, base.as_ref(), args.connections, args.baseline_duration()).await;
 
     // The backlog: suspend/resume pairs, one notification each, until there are enough (the
     // registrations above made one each too).
@@ -460,14 +533,13 @@ async fn drain(args: &BenchArgs, dir: &std::path::Path, database_url: Option<Str
                     return None;
                 }
                 let op = if n % 2 == 0 { "suspend" } else { "resume" };
-                let status = bank.operate(&http, &base, &cards[connection].0, op, "USER_DECISION").await.unwrap_or(0);
-                Some(status == 204)
+                Some(bank.operate(&http, &base, &cards[connection].0, op, "USER_DECISION").await.unwrap_or(0))
             }
         })
         .await
     };
     if backlog.failed > 0 {
-        bail!("{} operations of the backlog failed", backlog.failed);
+        bail!("{} operations of the backlog failed ({})", backlog.failed, backlog.failures());
     }
     let _ = server.start_kill();
     let _ = server.wait().await;

@@ -659,3 +659,46 @@ async fn the_bench_command_drains_a_notification_backlog() {
         "{stdout}"
     );
 }
+
+/// `--compare-with` drives the same requests at another server in the same run and prints the
+/// ratio; a server that refuses them all makes the run fail, with the refusals listed by status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_command_compares_with_another_server() {
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let mock = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .and(path_regex(r"^/banking/v2/issuers/BENCH\d+/cards/bench-\d+$"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&mock)
+        .await;
+    let run = |target: String| {
+        let dir = tempfile::tempdir().unwrap();
+        async move {
+            let output = cardplane(dir.path())
+                .args(["bench", "--scenario", "register", "--connections", "2", "--seconds", "1", "--cards", "100"])
+                .args(["--compare-with", &target])
+                .output()
+                .await
+                .unwrap();
+            (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+        }
+    };
+
+    let (succeeded, stdout) = run(mock.uri()).await;
+    assert!(succeeded, "{stdout}");
+    let compared = stdout.lines().find(|l| l.trim_start().starts_with("compared:")).expect("a comparison line");
+    assert!(compared.contains("x the requests/s of register at"), "{stdout}");
+    let put = mock.received_requests().await.unwrap_or_default();
+    assert!(!put.is_empty(), "the compared server saw no request");
+    assert!(
+        put.iter().all(|r| r.headers.get("authorization").is_some_and(|h| h.to_str().unwrap().starts_with("Bearer "))),
+        "every compared request carries the same bearer token"
+    );
+
+    // A server that serves none of it (wiremock answers 404 to what no mock matches).
+    let refusing = MockServer::start().await;
+    let (succeeded, stdout) = run(refusing.uri()).await;
+    assert!(!succeeded, "{stdout}");
+    assert!(stdout.contains("failed: HTTP 404 x"), "{stdout}");
+}
