@@ -382,7 +382,6 @@ async fn baseline(http: &reqwest::Client, base: &str, connections: usize, durati
 struct Phase {
     label: String,
     ok: usize,
-    failed: usize,
     /// The failures by HTTP status (0: no answer), so that a failing run says why.
     failed_by_status: BTreeMap<u16, usize>,
     elapsed: Duration,
@@ -390,6 +389,10 @@ struct Phase {
 }
 
 impl Phase {
+    fn failed(&self) -> usize {
+        self.failed_by_status.values().sum()
+    }
+
     /// `HTTP 401 x 12, no answer x 3`, say.
     fn failures(&self) -> String {
         let each = self.failed_by_status.iter().map(|(status, count)| match status {
@@ -412,13 +415,13 @@ impl Phase {
             self.label,
             self.throughput(),
             self.ok,
-            self.failed,
+            self.failed(),
             ms(0.5),
             ms(0.9),
             ms(0.99),
             self.latency.max() as f64 / 1000.0,
         );
-        if self.failed > 0 {
+        if self.failed() > 0 {
             println!("{:>24}  failed: {}", "", self.failures());
         }
     }
@@ -426,8 +429,8 @@ impl Phase {
 
 /// Drives `request(connection, n)` on `connections` tasks for `duration`, each sending its next
 /// request when the last one is answered. `Some(status)` is the HTTP status (0: no answer), ok when
-/// 2xx; `None` means the
-/// connection has run out of work (register, when its prepared cards are used up).
+/// 2xx; `None` means the connection has run out of work (register, when its prepared cards are used
+/// up).
 async fn phase<F, Fut>(label: &str, connections: usize, duration: Duration, request: F) -> Phase
 where
     F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
@@ -473,7 +476,6 @@ where
     let mut phase = Phase {
         label: label.to_owned(),
         ok: 0,
-        failed: 0,
         failed_by_status: BTreeMap::new(),
         elapsed: Duration::ZERO,
         latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
@@ -482,7 +484,6 @@ where
         if let Ok((ok, failed, latency)) = task.await {
             phase.ok += ok;
             for (status, count) in failed {
-                phase.failed += count;
                 *phase.failed_by_status.entry(status).or_default() += count;
             }
             let _ = phase.latency.add(latency);
@@ -538,8 +539,8 @@ async fn drain(args: &BenchArgs, dir: &std::path::Path, database_url: Option<Str
         })
         .await
     };
-    if backlog.failed > 0 {
-        bail!("{} operations of the backlog failed ({})", backlog.failed, backlog.failures());
+    if backlog.failed() > 0 {
+        bail!("{} operations of the backlog failed ({})", backlog.failed(), backlog.failures());
     }
     let _ = server.start_kill();
     let _ = server.wait().await;
