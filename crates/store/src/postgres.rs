@@ -15,14 +15,15 @@ use sqlx::{Executor, PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
 
-impl_tx!(PgConnection);
-impl_card_tx!(PgConnection);
+impl_tx!(PgConnection, sqlx);
+impl_card_tx!(PgConnection, sqlx);
 impl_outbox_tx!(
     PgConnection,
+    sqlx,
     take_turns: Some("SELECT pg_advisory_xact_lock(hashtextextended('cardplane-outbox:' || $1, 0))"),
     skip_locked: " FOR UPDATE SKIP LOCKED"
 );
-impl_pending_tx!(PgConnection, skip_locked: " FOR UPDATE SKIP LOCKED");
+impl_pending_tx!(PgConnection, sqlx, skip_locked: " FOR UPDATE SKIP LOCKED");
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

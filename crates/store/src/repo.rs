@@ -20,6 +20,23 @@ pub(crate) struct SqlTx<'c, C> {
     pub(crate) vault: &'c dyn Vaults,
 }
 
+/// A connection the repository runs on, and the rows it yields (for helpers that map rows).
+pub(crate) trait Connection {
+    type Row;
+}
+
+impl Connection for sqlx::SqliteConnection {
+    type Row = sqlx::sqlite::SqliteRow;
+}
+
+impl Connection for sqlx::PgConnection {
+    type Row = sqlx::postgres::PgRow;
+}
+
+impl Connection for crate::native::NativeConn {
+    type Row = crate::native::NativeRow;
+}
+
 pub(crate) fn backend(error: sqlx::Error) -> StoreError {
     StoreError::Backend(Box::new(error))
 }
@@ -168,16 +185,16 @@ pub(crate) fn encryption_key_from_row(
 /// Implements [`Tx`](cardplane_app::ports::Tx) for `SqlTx<'_, $conn>`. The body is identical for
 /// both backends; only the connection type differs.
 macro_rules! impl_tx {
-    ($conn:ty) => {
+    ($conn:ty, $sql:ident) => {
         #[async_trait::async_trait]
         impl cardplane_app::ports::Tx for $crate::repo::SqlTx<'_, $conn> {
             async fn issuer(
                 &mut self,
                 id: &cardplane_domain::ids::IssuerId,
             ) -> Result<Option<cardplane_domain::issuer::Issuer>, cardplane_app::ports::StoreError> {
-                use sqlx::Row;
+                use $sql::Row;
                 use $crate::repo::{backend, IssuerRow, ProductRow};
-                let Some(row) = sqlx::query("SELECT * FROM issuers WHERE issuer_id = $1")
+                let Some(row) = $sql::query("SELECT * FROM issuers WHERE issuer_id = $1")
                     .bind(id.as_str())
                     .fetch_optional(&mut *self.conn)
                     .await
@@ -202,12 +219,12 @@ macro_rules! impl_tx {
                     updated_at: row.try_get("updated_at").map_err(get)?,
                 };
                 let keys: Vec<(String, Vec<u8>)> =
-                    sqlx::query_as("SELECT kid, public_key FROM assertion_keys WHERE issuer_id = $1 ORDER BY kid")
+                    $sql::query_as("SELECT kid, public_key FROM assertion_keys WHERE issuer_id = $1 ORDER BY kid")
                         .bind(id.as_str())
                         .fetch_all(&mut *self.conn)
                         .await
                         .map_err(backend)?;
-                let products = sqlx::query(
+                let products = $sql::query(
                     "SELECT card_product_id, scheme, authorisation_mode, bin_from, bin_to, physical, validity_years, \
                      used_for_transactions FROM card_products WHERE issuer_id = $1 ORDER BY card_product_id",
                 )
@@ -236,7 +253,7 @@ macro_rules! impl_tx {
             async fn issuers(
                 &mut self,
             ) -> Result<Vec<cardplane_domain::issuer::Issuer>, cardplane_app::ports::StoreError> {
-                let ids: Vec<(String,)> = sqlx::query_as("SELECT issuer_id FROM issuers ORDER BY issuer_id")
+                let ids: Vec<(String,)> = $sql::query_as("SELECT issuer_id FROM issuers ORDER BY issuer_id")
                     .fetch_all(&mut *self.conn)
                     .await
                     .map_err($crate::repo::backend)?;
@@ -271,7 +288,7 @@ macro_rules! impl_tx {
                         w.pods.iter().map(|(pod, url)| (pod.as_str(), url.as_str())).collect();
                     serde_json::to_string(&pods).expect("a map of strings serialises")
                 });
-                sqlx::query(
+                $sql::query(
                     "INSERT INTO issuers (issuer_id, name, callback_base_url, callback_token_url, callback_client_id, \
                      callback_client_secret_sealed, callback_scope, callback_max_batch_size, \
                      callback_stores_consumer_data, wallet_server_base_url, wallet_server_pods, created_at, updated_at) \
@@ -303,13 +320,13 @@ macro_rules! impl_tx {
                 .await
                 .map_err(backend)?;
 
-                sqlx::query("DELETE FROM assertion_keys WHERE issuer_id = $1")
+                $sql::query("DELETE FROM assertion_keys WHERE issuer_id = $1")
                     .bind(id)
                     .execute(&mut *self.conn)
                     .await
                     .map_err(backend)?;
                 for key in &onboarding.assertion_keys {
-                    sqlx::query("INSERT INTO assertion_keys (issuer_id, kid, public_key) VALUES ($1, $2, $3)")
+                    $sql::query("INSERT INTO assertion_keys (issuer_id, kid, public_key) VALUES ($1, $2, $3)")
                         .bind(id)
                         .bind(key.kid.as_str())
                         .bind(key.public_key.sec1().as_slice())
@@ -318,13 +335,13 @@ macro_rules! impl_tx {
                         .map_err(backend)?;
                 }
 
-                sqlx::query("DELETE FROM card_products WHERE issuer_id = $1")
+                $sql::query("DELETE FROM card_products WHERE issuer_id = $1")
                     .bind(id)
                     .execute(&mut *self.conn)
                     .await
                     .map_err(backend)?;
                 for product in &onboarding.card_products {
-                    sqlx::query(
+                    $sql::query(
                         "INSERT INTO card_products (issuer_id, card_product_id, scheme, authorisation_mode, bin_from, \
                          bin_to, physical, validity_years, used_for_transactions) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -349,7 +366,7 @@ macro_rules! impl_tx {
                 &mut self,
                 issuer: &cardplane_domain::ids::IssuerId,
             ) -> Result<Vec<cardplane_app::ports::StoredEncryptionKey>, cardplane_app::ports::StoreError> {
-                let rows: Vec<(String, Vec<u8>, Vec<u8>, i64, Option<i64>)> = sqlx::query_as(
+                let rows: Vec<(String, Vec<u8>, Vec<u8>, i64, Option<i64>)> = $sql::query_as(
                     "SELECT kid, public_key, sealed_private_key, created_at, retired_at FROM encryption_keys \
                      WHERE issuer_id = $1 ORDER BY created_at, kid",
                 )
@@ -369,7 +386,7 @@ macro_rules! impl_tx {
                 issuer: &cardplane_domain::ids::IssuerId,
                 key: &cardplane_app::ports::StoredEncryptionKey,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                sqlx::query(
+                $sql::query(
                     "INSERT INTO encryption_keys (issuer_id, kid, public_key, sealed_private_key, created_at, retired_at) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
                 )
@@ -390,7 +407,7 @@ macro_rules! impl_tx {
                 issuer: &cardplane_domain::ids::IssuerId,
                 at: time::OffsetDateTime,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                sqlx::query("UPDATE encryption_keys SET retired_at = $1 WHERE issuer_id = $2 AND retired_at IS NULL")
+                $sql::query("UPDATE encryption_keys SET retired_at = $1 WHERE issuer_id = $2 AND retired_at IS NULL")
                     .bind($crate::repo::micros(at))
                     .bind(issuer.as_str())
                     .execute(&mut *self.conn)
@@ -407,13 +424,13 @@ macro_rules! impl_tx {
                 now: time::OffsetDateTime,
             ) -> Result<bool, cardplane_app::ports::StoreError> {
                 use $crate::repo::{backend, micros};
-                sqlx::query("DELETE FROM assertion_jtis WHERE issuer_id = $1 AND expires_at <= $2")
+                $sql::query("DELETE FROM assertion_jtis WHERE issuer_id = $1 AND expires_at <= $2")
                     .bind(issuer.as_str())
                     .bind(micros(now))
                     .execute(&mut *self.conn)
                     .await
                     .map_err(backend)?;
-                let inserted = sqlx::query(
+                let inserted = $sql::query(
                     "INSERT INTO assertion_jtis (issuer_id, jti, expires_at) VALUES ($1, $2, $3) \
                      ON CONFLICT (issuer_id, jti) DO NOTHING",
                 )

@@ -245,9 +245,20 @@ impl OperationRow {
     }
 }
 
+crate::native::struct_from_row!(OperationRow {
+    operation_id,
+    card_id,
+    operation,
+    status,
+    start_time,
+    end_time,
+    details,
+    digital_card_id
+});
+
 /// Implements [`CardTx`](cardplane_app::ports::CardTx) for `SqlTx<'_, $conn>`, like `impl_tx!`.
 macro_rules! impl_card_tx {
-    ($conn:ty) => {
+    ($conn:ty, $sql:ident) => {
         #[async_trait::async_trait]
         impl cardplane_app::ports::CardTx for $crate::repo::SqlTx<'_, $conn> {
             async fn consumer(
@@ -255,7 +266,7 @@ macro_rules! impl_card_tx {
                 issuer: &cardplane_domain::ids::IssuerId,
                 id: &cardplane_domain::ids::ConsumerId,
             ) -> Result<Option<cardplane_domain::consumer::Consumer>, cardplane_app::ports::StoreError> {
-                let row: Option<(String, String, Option<String>, i64, i64)> = sqlx::query_as(
+                let row: Option<(String, String, Option<String>, i64, i64)> = $sql::query_as(
                     "SELECT consumer_id, state, personal_information, created_at, updated_at FROM consumers \
                      WHERE issuer_id = $1 AND consumer_id = $2",
                 )
@@ -276,7 +287,7 @@ macro_rules! impl_card_tx {
                 consumer: &cardplane_domain::consumer::Consumer,
             ) -> Result<(), cardplane_app::ports::StoreError> {
                 use $crate::repo::micros;
-                sqlx::query(
+                $sql::query(
                     "INSERT INTO consumers (issuer_id, consumer_id, state, personal_information, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (issuer_id, consumer_id) DO UPDATE SET \
                      state = excluded.state, personal_information = excluded.personal_information, \
@@ -300,7 +311,7 @@ macro_rules! impl_card_tx {
                 id: &cardplane_domain::ids::CardId,
             ) -> Result<Option<cardplane_app::ports::StoredCard>, cardplane_app::ports::StoreError> {
                 let query = concat!("SELECT ", $crate::repo_cards::card_columns!(), " FROM cards WHERE issuer_id = $1 AND card_id = $2");
-                let rows = sqlx::query(query)
+                let rows = $sql::query(query)
                     .bind(issuer.as_str())
                     .bind(id.as_str())
                     .fetch_all(&mut *self.conn)
@@ -318,7 +329,7 @@ macro_rules! impl_card_tx {
                     "SELECT ", $crate::repo_cards::card_columns!(),
                     " FROM cards WHERE issuer_id = $1 AND consumer_id = $2 ORDER BY created_at, card_id"
                 );
-                let rows = sqlx::query(query)
+                let rows = $sql::query(query)
                     .bind(issuer.as_str())
                     .bind(consumer.as_str())
                     .fetch_all(&mut *self.conn)
@@ -336,7 +347,7 @@ macro_rules! impl_card_tx {
                     "SELECT ", $crate::repo_cards::card_columns!(),
                     " FROM cards WHERE issuer_id = $1 AND pan_fingerprint = $2 ORDER BY created_at"
                 );
-                let rows = sqlx::query(query)
+                let rows = $sql::query(query)
                     .bind(issuer.as_str())
                     .bind(pan_fingerprint)
                     .fetch_all(&mut *self.conn)
@@ -353,7 +364,7 @@ macro_rules! impl_card_tx {
                 accounts: Option<&str>,
             ) -> Result<(), cardplane_app::ports::StoreError> {
                 use $crate::repo::micros;
-                sqlx::query(
+                $sql::query(
                     "INSERT INTO cards (issuer_id, card_id, consumer_id, card_product_id, scheme, last4, pan_fingerprint, \
                      credentials_sealed, state, suspended_for, ongoing_operation, origin, cardholder_name, \
                      cardholder_name2, accounts, created_at, updated_at) \
@@ -389,7 +400,7 @@ macro_rules! impl_card_tx {
                 credentials: &cardplane_app::ports::VaultedCredentials,
             ) -> Result<(), cardplane_app::ports::StoreError> {
                 use $crate::repo::micros;
-                sqlx::query(
+                $sql::query(
                     "UPDATE cards SET consumer_id = $1, card_product_id = $2, scheme = $3, last4 = $4, \
                      pan_fingerprint = $5, credentials_sealed = $6, state = $7, suspended_for = $8, \
                      ongoing_operation = $9, origin = $10, cardholder_name = $11, cardholder_name2 = $12, \
@@ -422,7 +433,7 @@ macro_rules! impl_card_tx {
                 issuer: &cardplane_domain::ids::IssuerId,
                 card: &cardplane_domain::card::Card,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                sqlx::query(
+                $sql::query(
                     "UPDATE cards SET state = $1, suspended_for = $2, ongoing_operation = $3, updated_at = $4, \
                      last4 = $5 WHERE issuer_id = $6 AND card_id = $7",
                 )
@@ -444,7 +455,7 @@ macro_rules! impl_card_tx {
                 issuer: &cardplane_domain::ids::IssuerId,
                 card: &cardplane_domain::ids::CardId,
             ) -> Result<Vec<cardplane_domain::digital_card::DigitalCard>, cardplane_app::ports::StoreError> {
-                let rows: Vec<(String, String, String, String, String, i64, i64)> = sqlx::query_as(
+                let rows: Vec<(String, String, String, String, String, i64, i64)> = $sql::query_as(
                     "SELECT digital_card_id, card_id, wallet, device, state, created_at, updated_at FROM digital_cards \
                      WHERE issuer_id = $1 AND card_id = $2 ORDER BY created_at, digital_card_id",
                 )
@@ -462,7 +473,7 @@ macro_rules! impl_card_tx {
                 digital_card: &cardplane_domain::digital_card::DigitalCard,
             ) -> Result<(), cardplane_app::ports::StoreError> {
                 use $crate::repo::micros;
-                sqlx::query(
+                $sql::query(
                     "INSERT INTO digital_cards (issuer_id, digital_card_id, card_id, wallet, device, state, created_at, \
                      updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
@@ -486,7 +497,7 @@ macro_rules! impl_card_tx {
                 card: &cardplane_domain::ids::CardId,
                 at: time::OffsetDateTime,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                sqlx::query(
+                $sql::query(
                     "UPDATE digital_cards SET state = 'DELETED', updated_at = $1 \
                      WHERE issuer_id = $2 AND card_id = $3 AND state <> 'DELETED'",
                 )
@@ -507,7 +518,7 @@ macro_rules! impl_card_tx {
                 to: cardplane_domain::digital_card::DigitalCardState,
                 at: time::OffsetDateTime,
             ) -> Result<bool, cardplane_app::ports::StoreError> {
-                let done = sqlx::query(
+                let done = $sql::query(
                     "UPDATE digital_cards SET state = $1, updated_at = $2 \
                      WHERE issuer_id = $3 AND digital_card_id = $4 AND state = $5",
                 )
@@ -529,7 +540,7 @@ macro_rules! impl_card_tx {
                 to: &cardplane_domain::ids::CardId,
                 at: time::OffsetDateTime,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                sqlx::query(
+                $sql::query(
                     "UPDATE digital_cards SET card_id = $1, updated_at = $2 \
                      WHERE issuer_id = $3 AND card_id = $4 AND state <> 'DELETED'",
                 )
@@ -549,7 +560,7 @@ macro_rules! impl_card_tx {
                 pan_fingerprint: &[u8],
             ) -> Result<bool, cardplane_app::ports::StoreError> {
                 let found: Option<(i64,)> =
-                    sqlx::query_as("SELECT barred_at FROM barred_pans WHERE issuer_id = $1 AND pan_fingerprint = $2")
+                    $sql::query_as("SELECT barred_at FROM barred_pans WHERE issuer_id = $1 AND pan_fingerprint = $2")
                         .bind(issuer.as_str())
                         .bind(pan_fingerprint)
                         .fetch_optional(&mut *self.conn)
@@ -564,7 +575,7 @@ macro_rules! impl_card_tx {
                 pan_fingerprint: &[u8],
                 at: time::OffsetDateTime,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                sqlx::query(
+                $sql::query(
                     "INSERT INTO barred_pans (issuer_id, pan_fingerprint, barred_at) VALUES ($1, $2, $3) \
                      ON CONFLICT (issuer_id, pan_fingerprint) DO NOTHING",
                 )
@@ -583,7 +594,7 @@ macro_rules! impl_card_tx {
                 card: &cardplane_domain::ids::CardId,
                 entry: &cardplane_domain::operation::HistoryEntry,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                sqlx::query(
+                $sql::query(
                     "INSERT INTO card_history (issuer_id, card_id, operation_id, operation, from_state, to_state, \
                      reason_code, reason, actor, correlation_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
@@ -611,7 +622,7 @@ macro_rules! impl_card_tx {
             ) -> Result<Vec<cardplane_domain::operation::HistoryEntry>, cardplane_app::ports::StoreError> {
                 #[allow(clippy::type_complexity)]
                 let rows: Vec<(String, String, Option<String>, String, Option<String>, Option<String>, String, String, i64)> =
-                    sqlx::query_as(
+                    $sql::query_as(
                         "SELECT operation_id, operation, from_state, to_state, reason_code, reason, actor, correlation_id, at \
                          FROM card_history WHERE issuer_id = $1 AND card_id = $2 ORDER BY seq DESC",
                     )
@@ -633,7 +644,7 @@ macro_rules! impl_card_tx {
                 operation: &cardplane_domain::operation::Operation,
             ) -> Result<(), cardplane_app::ports::StoreError> {
                 use $crate::repo::micros;
-                sqlx::query(
+                $sql::query(
                     "INSERT INTO operations (issuer_id, operation_id, card_id, operation, status, start_time, end_time, \
                      details, created_at, next_attempt_at, digital_card_id) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
@@ -659,7 +670,7 @@ macro_rules! impl_card_tx {
                 issuer: &cardplane_domain::ids::IssuerId,
                 card: Option<&cardplane_domain::ids::CardId>,
             ) -> Result<Vec<cardplane_domain::operation::Operation>, cardplane_app::ports::StoreError> {
-                let rows: Vec<$crate::repo_cards::OperationRow> = sqlx::query_as(
+                let rows: Vec<$crate::repo_cards::OperationRow> = $sql::query_as(
                     "SELECT operation_id, card_id, operation, status, start_time, end_time, details, digital_card_id \
                      FROM operations WHERE issuer_id = $1 AND ($2 IS NULL OR card_id = $2) ORDER BY seq",
                 )
@@ -680,7 +691,7 @@ macro_rules! impl_card_tx {
                 expired_before: time::OffsetDateTime,
             ) -> Result<Option<cardplane_app::ports::IdempotencyRecord>, cardplane_app::ports::StoreError> {
                 use $crate::repo::{backend, micros};
-                sqlx::query("DELETE FROM idempotency_keys WHERE issuer_id = $1 AND route = $2 AND key = $3 AND created_at < $4")
+                $sql::query("DELETE FROM idempotency_keys WHERE issuer_id = $1 AND route = $2 AND key = $3 AND created_at < $4")
                     .bind(issuer.as_str())
                     .bind(route)
                     .bind(key)
@@ -688,7 +699,7 @@ macro_rules! impl_card_tx {
                     .execute(&mut *self.conn)
                     .await
                     .map_err(backend)?;
-                let claimed = sqlx::query(
+                let claimed = $sql::query(
                     "INSERT INTO idempotency_keys (issuer_id, route, key, request_hash, outcome, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (issuer_id, route, key) DO NOTHING",
                 )
@@ -704,7 +715,7 @@ macro_rules! impl_card_tx {
                 if claimed.rows_affected() == 1 {
                     return Ok(None);
                 }
-                let row: Option<(Vec<u8>, String, i64)> = sqlx::query_as(
+                let row: Option<(Vec<u8>, String, i64)> = $sql::query_as(
                     "SELECT request_hash, outcome, created_at FROM idempotency_keys \
                      WHERE issuer_id = $1 AND route = $2 AND key = $3",
                 )
@@ -731,7 +742,7 @@ macro_rules! impl_card_tx {
                 key: &str,
                 outcome: &str,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                sqlx::query("UPDATE idempotency_keys SET outcome = $1 WHERE issuer_id = $2 AND route = $3 AND key = $4")
+                $sql::query("UPDATE idempotency_keys SET outcome = $1 WHERE issuer_id = $2 AND route = $3 AND key = $4")
                     .bind(outcome)
                     .bind(issuer.as_str())
                     .bind(route)
@@ -746,9 +757,9 @@ macro_rules! impl_card_tx {
         impl $crate::repo::SqlTx<'_, $conn> {
             fn cards_from_rows(
                 &self,
-                rows: Vec<<<$conn as sqlx::Connection>::Database as sqlx::Database>::Row>,
+                rows: Vec<<$conn as $crate::repo::Connection>::Row>,
             ) -> Result<Vec<cardplane_app::ports::StoredCard>, cardplane_app::ports::StoreError> {
-                use sqlx::Row;
+                use $sql::Row;
                 rows.into_iter()
                     .map(|row| {
                         let row = $crate::repo_cards::CardRow {

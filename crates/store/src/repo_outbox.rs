@@ -41,6 +41,22 @@ pub(crate) struct DeliveryRow {
     delivered_at: Option<i64>,
 }
 
+impl crate::native::FromRow for DeliveryRow {
+    fn from_row(row: &crate::native::NativeRow) -> Result<Self, sqlx::Error> {
+        use crate::native::Row as _;
+        Ok(Self {
+            seq: row.try_get("seq")?,
+            operation: <OperationRow as crate::native::FromRow>::from_row(row)?,
+            delivery_state: row.try_get("delivery_state")?,
+            attempts: row.try_get("attempts")?,
+            next_attempt_at: row.try_get("next_attempt_at")?,
+            last_attempt_at: row.try_get("last_attempt_at")?,
+            last_error: row.try_get("last_error")?,
+            delivered_at: row.try_get("delivered_at")?,
+        })
+    }
+}
+
 impl DeliveryRow {
     pub(crate) fn seq(&self) -> i64 {
         self.seq
@@ -77,7 +93,7 @@ pub(crate) fn attempt_columns(after: &AfterAttempt) -> (&'static str, Option<i64
 /// Implements [`OutboxTx`](cardplane_app::ports::OutboxTx) for `SqlTx<'_, $conn>`. `$take_turns` runs
 /// before a claim (with the issuerId as `$1`), `$skip_locked` ends the claim's row selection.
 macro_rules! impl_outbox_tx {
-    ($conn:ty, take_turns: $take_turns:expr, skip_locked: $skip_locked:literal) => {
+    ($conn:ty, $sql:ident, take_turns: $take_turns:expr, skip_locked: $skip_locked:literal) => {
         #[async_trait::async_trait]
         impl cardplane_app::ports::OutboxTx for $crate::repo::SqlTx<'_, $conn> {
             async fn next_due_issuer(
@@ -86,7 +102,7 @@ macro_rules! impl_outbox_tx {
             ) -> Result<Option<cardplane_domain::ids::IssuerId>, cardplane_app::ports::StoreError> {
                 use $crate::repo::{backend, corrupt, micros};
                 // `$1` is unused so that the predicate's `$2` means now, as in the claim.
-                let issuer: Option<(String,)> = sqlx::query_as(concat!(
+                let issuer: Option<(String,)> = $sql::query_as(concat!(
                     "SELECT o.issuer_id FROM operations o WHERE ($1 IS NULL OR o.issuer_id = $1) AND ",
                     $crate::repo_outbox::sendable_now!(),
                     " ORDER BY o.seq LIMIT 1"
@@ -110,9 +126,9 @@ macro_rules! impl_outbox_tx {
                 use $crate::repo_outbox::DeliveryRow;
                 let take_turns: Option<&str> = $take_turns;
                 if let Some(sql) = take_turns {
-                    sqlx::query(sql).bind(issuer.as_str()).execute(&mut *self.conn).await.map_err(backend)?;
+                    $sql::query(sql).bind(issuer.as_str()).execute(&mut *self.conn).await.map_err(backend)?;
                 }
-                let mut rows: Vec<DeliveryRow> = sqlx::query_as(concat!(
+                let mut rows: Vec<DeliveryRow> = $sql::query_as(concat!(
                     "UPDATE operations SET lease_owner = $3, lease_until = $4 WHERE seq IN (SELECT o.seq FROM \
                      operations o WHERE o.issuer_id = $1 AND ",
                     $crate::repo_outbox::sendable_now!(),
@@ -143,7 +159,7 @@ macro_rules! impl_outbox_tx {
             ) -> Result<bool, cardplane_app::ports::StoreError> {
                 use $crate::repo::{backend, micros};
                 let (state, next_attempt_at, error, delivered_at) = $crate::repo_outbox::attempt_columns(after);
-                let done = sqlx::query(
+                let done = $sql::query(
                     "UPDATE operations SET attempts = attempts + 1, last_attempt_at = $1, delivery_state = $2, \
                      next_attempt_at = $3, last_error = COALESCE($4, last_error), delivered_at = $5, \
                      lease_owner = NULL, lease_until = NULL WHERE operation_id = $6 AND lease_owner = $7",
@@ -168,7 +184,7 @@ macro_rules! impl_outbox_tx {
             ) -> Result<Vec<cardplane_domain::delivery::Delivery>, cardplane_app::ports::StoreError> {
                 use $crate::repo::backend;
                 use $crate::repo_outbox::DeliveryRow;
-                let rows: Vec<DeliveryRow> = sqlx::query_as(concat!(
+                let rows: Vec<DeliveryRow> = $sql::query_as(concat!(
                     "SELECT ",
                     $crate::repo_outbox::delivery_columns!(),
                     " FROM operations WHERE issuer_id = $1 AND ($2 IS NULL OR delivery_state = $2) ORDER BY seq"
@@ -187,7 +203,7 @@ macro_rules! impl_outbox_tx {
                 now: time::OffsetDateTime,
             ) -> Result<Option<cardplane_domain::ids::IssuerId>, cardplane_app::ports::StoreError> {
                 use $crate::repo::{backend, corrupt, micros};
-                let issuer: Option<(String,)> = sqlx::query_as(
+                let issuer: Option<(String,)> = $sql::query_as(
                     "UPDATE operations SET delivery_state = 'PENDING', attempts = 0, next_attempt_at = $1, \
                      delivered_at = NULL, lease_owner = NULL, lease_until = NULL WHERE operation_id = $2 \
                      RETURNING issuer_id",
@@ -220,6 +236,22 @@ pub(crate) struct PendingRow {
     requested_at: i64,
     attempts: i64,
 }
+
+crate::native::struct_from_row!(PendingRow {
+    operation_id,
+    issuer_id,
+    card_id,
+    operation,
+    reason_code,
+    reason,
+    new_card_id,
+    new_card_state,
+    digital_card_id,
+    actor,
+    correlation_id,
+    requested_at,
+    attempts
+});
 
 impl PendingRow {
     pub(crate) fn into_pending(
@@ -254,7 +286,7 @@ impl PendingRow {
 
 /// Implements [`PendingTx`](cardplane_app::ports::PendingTx) for `SqlTx<'_, $conn>`.
 macro_rules! impl_pending_tx {
-    ($conn:ty, skip_locked: $skip_locked:literal) => {
+    ($conn:ty, $sql:ident, skip_locked: $skip_locked:literal) => {
         #[async_trait::async_trait]
         impl cardplane_app::ports::PendingTx for $crate::repo::SqlTx<'_, $conn> {
             async fn enqueue_pending(
@@ -263,7 +295,7 @@ macro_rules! impl_pending_tx {
                 pending: &cardplane_domain::pending::PendingOperation,
             ) -> Result<(), cardplane_app::ports::StoreError> {
                 use $crate::repo::{backend, micros};
-                sqlx::query(
+                $sql::query(
                     "INSERT INTO pending_operations (operation_id, issuer_id, card_id, operation, reason_code, reason, \
                      new_card_id, new_card_state, digital_card_id, actor, correlation_id, requested_at, \
                      next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
@@ -287,7 +319,7 @@ macro_rules! impl_pending_tx {
             }
 
             async fn any_pending_due(&mut self, now: time::OffsetDateTime) -> Result<bool, cardplane_app::ports::StoreError> {
-                let due: Option<(String,)> = sqlx::query_as(
+                let due: Option<(String,)> = $sql::query_as(
                     "SELECT operation_id FROM pending_operations WHERE state = 'PENDING' AND next_attempt_at <= $1 \
                      AND (lease_until IS NULL OR lease_until <= $1) LIMIT 1",
                 )
@@ -308,7 +340,7 @@ macro_rules! impl_pending_tx {
             > {
                 use $crate::repo::{backend, micros};
                 use $crate::repo_outbox::PendingRow;
-                let row: Option<PendingRow> = sqlx::query_as(concat!(
+                let row: Option<PendingRow> = $sql::query_as(concat!(
                     "UPDATE pending_operations SET lease_owner = $2, lease_until = $3 WHERE operation_id IN \
                      (SELECT operation_id FROM pending_operations WHERE state = 'PENDING' AND next_attempt_at <= $1 \
                      AND (lease_until IS NULL OR lease_until <= $1) ORDER BY next_attempt_at LIMIT 1",
@@ -338,7 +370,7 @@ macro_rules! impl_pending_tx {
                     AfterAttempt::RetryAt { at, error } => ("PENDING", Some(micros(*at)), Some(error.as_str())),
                     AfterAttempt::Dead { error } => ("FAILED", None, Some(error.as_str())),
                 };
-                let done = sqlx::query(
+                let done = $sql::query(
                     "UPDATE pending_operations SET attempts = attempts + 1, state = $1, next_attempt_at = $2, \
                      last_error = COALESCE($3, last_error), lease_owner = NULL, lease_until = NULL \
                      WHERE operation_id = $4 AND lease_owner = $5",

@@ -157,7 +157,7 @@ async fn postgres_needs_a_master_key() {
     let mut command = cardplane(dir.path());
     command.env("CARDPLANE_DATABASE_URL", &db.url).env("CARDPLANE_MASTER_KEY", "ab".repeat(32));
     let served = Served::start(command).await.expect("serves on PostgreSQL");
-    let ready = reqwest::get(format!("{}/readyz", served.base)).await.unwrap();
+    let ready = crate::support::http_client().get(format!("{}/readyz", served.base)).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     assert!(served.terminate().await.0.success());
 }

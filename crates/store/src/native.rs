@@ -1,0 +1,310 @@
+//! The repository's query surface over a `rusqlite` connection, for the SQLite writer thread.
+//!
+//! sqlx runs every SQLite connection on a thread of its own, and each statement is a round trip to
+//! it: two context switches. The writer runs about a dozen statements per registration, one unit after
+//! another, so those hops (not SQLite) bounded how many units a second one writer could commit
+//! (`docs/PERFORMANCE.md`). Here a statement is a function call on the writer's own thread.
+//!
+//! The surface mirrors the part of sqlx the repository macros use (`query`, `query_as`, `bind`,
+//! `execute`, `fetch_optional`, `fetch_all`, [`Row::try_get`]), so one repository serves sqlx's
+//! connections and this one. Errors are `sqlx::Error`, so the row mappers and the unique-violation
+//! check need no second version. The "futures" are ready at once: the work was done when they were
+//! made.
+
+use rusqlite::types::{FromSql, ToSql, Value, ValueRef};
+use std::borrow::Cow;
+use std::future::{Ready, ready};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// A read-write SQLite connection owned by the writer thread.
+pub(crate) struct NativeConn(pub(crate) rusqlite::Connection);
+
+/// A statement and its arguments, `$n` meaning the n-th bound value (as with sqlx).
+pub(crate) struct Query<'q> {
+    sql: &'q str,
+    args: Vec<Box<dyn ToSql + Send + 'q>>,
+}
+
+pub(crate) fn query(sql: &str) -> Query<'_> {
+    Query { sql, args: Vec::new() }
+}
+
+/// What an `execute` did.
+pub(crate) struct Done {
+    rows_affected: u64,
+}
+
+impl Done {
+    pub(crate) fn rows_affected(&self) -> u64 {
+        self.rows_affected
+    }
+}
+
+impl<'q> Query<'q> {
+    pub(crate) fn bind<T: ToSql + Send + 'q>(mut self, value: T) -> Self {
+        self.args.push(Box::new(value));
+        self
+    }
+
+    pub(crate) fn execute(self, conn: &mut NativeConn) -> Ready<Result<Done, sqlx::Error>> {
+        ready(self.run(conn, |_| Ok(())).map(|_| Done { rows_affected: conn.0.changes() }))
+    }
+
+    pub(crate) fn fetch_optional(self, conn: &mut NativeConn) -> Ready<Result<Option<NativeRow>, sqlx::Error>> {
+        ready(self.run(conn, Ok).map(|rows| rows.into_iter().next()))
+    }
+
+    pub(crate) fn fetch_all(self, conn: &mut NativeConn) -> Ready<Result<Vec<NativeRow>, sqlx::Error>> {
+        ready(self.run(conn, Ok))
+    }
+
+    /// Runs the statement to completion, mapping each row as it comes.
+    fn run<T>(
+        &self,
+        conn: &NativeConn,
+        mut map: impl FnMut(NativeRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>, sqlx::Error> {
+        let mut statement = conn.0.prepare_cached(self.sql).map_err(error)?;
+        // SQLite numbers parameters by first appearance, so `$2 ... $1` or a repeated `$1` would
+        // bind the wrong values if bound by position: bind by the number in each parameter's name.
+        for index in 1..=statement.parameter_count() {
+            let position = match statement.parameter_name(index) {
+                Some(name) => name[1..]
+                    .parse::<usize>()
+                    .map_err(|_| sqlx::Error::InvalidArgument(format!("parameter {name} is not of the form $n")))?,
+                None => index,
+            };
+            let value = self
+                .args
+                .get(position.wrapping_sub(1))
+                .ok_or_else(|| sqlx::Error::InvalidArgument(format!("no value bound for parameter ${position}")))?;
+            statement.raw_bind_parameter(index, value).map_err(error)?;
+        }
+        let columns: Arc<[Box<str>]> = statement.column_names().into_iter().map(Box::from).collect();
+        let mut rows = statement.raw_query();
+        let mut mapped = Vec::new();
+        while let Some(row) = rows.next().map_err(error)? {
+            let values = (0..columns.len())
+                .map(|i| row.get_ref(i).map(Value::from))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(error)?;
+            mapped.push(map(NativeRow { columns: Arc::clone(&columns), values })?);
+        }
+        Ok(mapped)
+    }
+}
+
+/// A statement whose rows are read as `O`.
+pub(crate) struct QueryAs<'q, O> {
+    query: Query<'q>,
+    output: PhantomData<fn() -> O>,
+}
+
+pub(crate) fn query_as<O: FromRow>(sql: &str) -> QueryAs<'_, O> {
+    QueryAs { query: query(sql), output: PhantomData }
+}
+
+impl<'q, O: FromRow> QueryAs<'q, O> {
+    pub(crate) fn bind<T: ToSql + Send + 'q>(self, value: T) -> Self {
+        QueryAs { query: self.query.bind(value), output: PhantomData }
+    }
+
+    pub(crate) fn fetch_optional(self, conn: &mut NativeConn) -> Ready<Result<Option<O>, sqlx::Error>> {
+        ready(self.query.run(conn, |row| O::from_row(&row)).map(|rows| rows.into_iter().next()))
+    }
+
+    pub(crate) fn fetch_all(self, conn: &mut NativeConn) -> Ready<Result<Vec<O>, sqlx::Error>> {
+        ready(self.query.run(conn, |row| O::from_row(&row)))
+    }
+}
+
+/// One row, owned, its columns readable by name or position.
+pub(crate) struct NativeRow {
+    columns: Arc<[Box<str>]>,
+    values: Vec<Value>,
+}
+
+/// A column named or numbered, as sqlx's `ColumnIndex`.
+pub(crate) trait ColumnIndex: Copy {
+    fn position(self, row: &NativeRow) -> Result<usize, sqlx::Error>;
+}
+
+impl ColumnIndex for &str {
+    fn position(self, row: &NativeRow) -> Result<usize, sqlx::Error> {
+        row.columns.iter().position(|c| &**c == self).ok_or_else(|| sqlx::Error::ColumnNotFound(self.to_owned()))
+    }
+}
+
+impl ColumnIndex for usize {
+    fn position(self, row: &NativeRow) -> Result<usize, sqlx::Error> {
+        if self < row.values.len() {
+            Ok(self)
+        } else {
+            Err(sqlx::Error::ColumnIndexOutOfBounds { index: self, len: row.values.len() })
+        }
+    }
+}
+
+/// Reading a column, under the name the repository uses with sqlx (`use $sql::Row`).
+pub(crate) trait Row {
+    fn try_get<T: FromSql, I: ColumnIndex>(&self, index: I) -> Result<T, sqlx::Error>;
+}
+
+impl Row for NativeRow {
+    fn try_get<T: FromSql, I: ColumnIndex>(&self, index: I) -> Result<T, sqlx::Error> {
+        let position = index.position(self)?;
+        T::column_result(ValueRef::from(&self.values[position])).map_err(|source| sqlx::Error::ColumnDecode {
+            index: self.columns[position].to_string(),
+            source: Box::new(source),
+        })
+    }
+}
+
+/// A row read into a type: tuples by position, the repository's row structs by column name.
+pub(crate) trait FromRow: Sized {
+    fn from_row(row: &NativeRow) -> Result<Self, sqlx::Error>;
+}
+
+macro_rules! tuple_from_row {
+    ($($t:ident $i:tt),+) => {
+        impl<$($t: FromSql),+> FromRow for ($($t,)+) {
+            fn from_row(row: &NativeRow) -> Result<Self, sqlx::Error> {
+                Ok(($(row.try_get::<$t, usize>($i)?,)+))
+            }
+        }
+    };
+}
+
+tuple_from_row!(A 0);
+tuple_from_row!(A 0, B 1);
+tuple_from_row!(A 0, B 1, C 2);
+tuple_from_row!(A 0, B 1, C 2, D 3);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+
+/// `FromRow` for a struct that derives `sqlx::FromRow`, reading the same columns by name.
+macro_rules! struct_from_row {
+    ($row:ty { $($field:ident),+ $(,)? }) => {
+        impl $crate::native::FromRow for $row {
+            fn from_row(row: &$crate::native::NativeRow) -> Result<Self, sqlx::Error> {
+                use $crate::native::Row as _;
+                Ok(Self { $($field: row.try_get(stringify!($field))?),+ })
+            }
+        }
+    };
+}
+pub(crate) use struct_from_row;
+
+/// A SQLite error as sqlx reports one, so that callers see one kind of error whichever way the
+/// statement ran. Constraint failures keep SQLite's message ("UNIQUE constraint failed: t.c").
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct SqliteFailure {
+    code: rusqlite::ffi::Error,
+    message: String,
+}
+
+pub(crate) fn error(error: rusqlite::Error) -> sqlx::Error {
+    match error {
+        rusqlite::Error::SqliteFailure(code, message) => sqlx::Error::Database(Box::new(SqliteFailure {
+            message: message.unwrap_or_else(|| code.to_string()),
+            code,
+        })),
+        other => sqlx::Error::AnyDriverError(Box::new(other)),
+    }
+}
+
+impl sqlx::error::DatabaseError for SqliteFailure {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Owned(self.code.extended_code.to_string()))
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        use rusqlite::ffi;
+        use sqlx::error::ErrorKind;
+        match self.code.extended_code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => ErrorKind::UniqueViolation,
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
+            ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
+            ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> NativeConn {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER NOT NULL, b BLOB)").unwrap();
+        NativeConn(conn)
+    }
+
+    #[tokio::test]
+    async fn parameters_bind_by_their_number_not_their_place() {
+        let mut conn = conn();
+        let done =
+            query("INSERT INTO t (n, k) VALUES ($2, $1)").bind("a").bind(7_i64).execute(&mut conn).await.unwrap();
+        assert_eq!(done.rows_affected(), 1);
+        // `$1` twice and `$2` before it: SQLite alone would number them 1 and 2 in that order.
+        let row: Option<(String, i64)> = query_as("SELECT k, n FROM t WHERE n = $2 AND (k = $1 OR $1 IS NULL)")
+            .bind("a")
+            .bind(7_i64)
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(row, Some(("a".to_owned(), 7)));
+    }
+
+    #[tokio::test]
+    async fn rows_read_by_name_and_missing_values_are_refused() {
+        let mut conn = conn();
+        query("INSERT INTO t (k, n, b) VALUES ($1, $2, $3)")
+            .bind("a")
+            .bind(1_i64)
+            .bind(None::<Vec<u8>>)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let rows = query("SELECT * FROM t").fetch_all(&mut conn).await.unwrap();
+        assert_eq!(rows[0].try_get::<i64, _>("n").unwrap(), 1);
+        assert_eq!(rows[0].try_get::<Option<Vec<u8>>, _>("b").unwrap(), None);
+        assert!(matches!(rows[0].try_get::<i64, _>("nope"), Err(sqlx::Error::ColumnNotFound(_))));
+        assert!(matches!(rows[0].try_get::<i64, _>("k"), Err(sqlx::Error::ColumnDecode { .. })));
+        let unbound = query("SELECT k FROM t WHERE k = $2").bind("a").fetch_all(&mut conn).await;
+        assert!(matches!(unbound, Err(sqlx::Error::InvalidArgument(_))));
+    }
+
+    #[tokio::test]
+    async fn a_broken_uniqueness_rule_reads_as_sqlx_reports_it() {
+        let mut conn = conn();
+        let insert = |conn: &mut NativeConn| query("INSERT INTO t (k, n) VALUES ('a', 1)").execute(conn);
+        insert(&mut conn).await.unwrap();
+        let error = insert(&mut conn).await.err().unwrap();
+        let database = error.as_database_error().expect("a database error");
+        assert!(database.is_unique_violation());
+        assert_eq!(database.message(), "UNIQUE constraint failed: t.k");
+    }
+}
