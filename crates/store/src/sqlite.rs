@@ -12,8 +12,9 @@
 //! calls on its own thread (`rusqlite`, see `native`), not as round trips to a connection thread as
 //! sqlx does: a registration's dozen statements would otherwise cost two context switches each.
 //!
-//! Reads run on a small pool of read-only sqlx connections; WAL mode lets them proceed while the
-//! writer commits, each on a consistent snapshot.
+//! Reads run on read-only connections of the same kind, each unit on a blocking thread (one hop per
+//! unit, not per statement); WAL mode lets them proceed while the writer commits, each on a
+//! consistent snapshot. sqlx is used for the migrations only.
 
 use crate::native::{self, NativeConn};
 use crate::repo::{SqlTx, backend, impl_tx};
@@ -22,9 +23,9 @@ use crate::repo_outbox::{impl_outbox_tx, impl_pending_tx};
 use async_trait::async_trait;
 use cardplane_app::AppError;
 use cardplane_app::ports::{BoxedWork, Erased, Store, StoreError, Vaults};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, Executor, SqliteConnection, SqlitePool};
-use std::path::Path;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,13 +33,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-// The readers' connections.
-impl_tx!(SqliteConnection, sqlx);
-impl_card_tx!(SqliteConnection, sqlx);
-impl_outbox_tx!(SqliteConnection, sqlx, take_turns: None, skip_locked: "");
-impl_pending_tx!(SqliteConnection, sqlx, skip_locked: "");
-
-// The writer's connection.
 impl_tx!(NativeConn, native);
 impl_card_tx!(NativeConn, native);
 impl_outbox_tx!(NativeConn, native, take_turns: None, skip_locked: "");
@@ -73,7 +67,7 @@ struct Job {
 /// The SQLite store. See the module docs for the write path.
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
-    readers: SqlitePool,
+    readers: Arc<Readers>,
     vault: Arc<dyn Vaults>,
     shutdown: Arc<Notify>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -108,6 +102,56 @@ fn open_writer(path: &Path) -> Result<NativeConn, rusqlite::Error> {
     Ok(NativeConn(conn))
 }
 
+/// Read-only connections, opened when needed and kept for the next read.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<NativeConn>>,
+}
+
+/// Idle read connections kept; more may be open while that many reads run at once.
+const IDLE_READERS: usize = 8;
+
+impl Readers {
+    fn take(&self) -> Result<NativeConn, rusqlite::Error> {
+        if let Some(conn) = self.idle.lock().expect("the reader list lock is never poisoned").pop() {
+            return Ok(conn);
+        }
+        use rusqlite::OpenFlags;
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(NativeConn(conn))
+    }
+
+    fn give_back(&self, conn: NativeConn) {
+        let mut idle = self.idle.lock().expect("the reader list lock is never poisoned");
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+
+    /// Runs `work` on one snapshot, on a blocking thread: its statements are direct calls.
+    async fn read(self: Arc<Self>, work: BoxedWork, vault: Arc<dyn Vaults>) -> Result<Erased, AppError> {
+        tokio::task::spawn_blocking(move || {
+            let mut conn = self.take().map_err(native_backend)?;
+            // One transaction so that every read of the unit sees the same snapshot.
+            control(&conn, "BEGIN").map_err(native_backend)?;
+            let outcome = {
+                let mut tx = SqlTx { conn: &mut conn, vault: vault.as_ref() };
+                tokio::runtime::Handle::current().block_on(crate::contain_panic(work(&mut tx)))
+            };
+            control(&conn, "COMMIT").map_err(native_backend)?;
+            self.give_back(conn);
+            outcome
+        })
+        .await
+        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("a read of the SQLite store ended abnormally: {e}")))?
+    }
+}
+
 fn native_backend(error: rusqlite::Error) -> StoreError {
     backend(native::error(error))
 }
@@ -121,8 +165,8 @@ impl SqliteStore {
         MIGRATOR.run(&mut migrations).await.map_err(|e| StoreError::Backend(Box::new(e)))?;
         migrations.close().await.map_err(backend)?;
         let writer = open_writer(options.get_filename()).map_err(native_backend)?;
-        let readers =
-            SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.map_err(backend)?;
+        let readers = Arc::new(Readers { path: options.get_filename().to_owned(), idle: Mutex::new(Vec::new()) });
+        readers.give_back(readers.take().map_err(native_backend)?);
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let shutdown = Arc::new(Notify::new());
         let stats = Arc::new(GroupCommitStats::default());
@@ -264,16 +308,19 @@ impl Store for SqliteStore {
     }
 
     async fn read_erased(&self, work: BoxedWork) -> Result<Erased, AppError> {
-        let mut conn = self.readers.acquire().await.map_err(backend)?;
-        // One transaction so that every read of the unit sees the same snapshot.
-        conn.execute("BEGIN").await.map_err(backend)?;
-        let outcome = work(&mut SqlTx { conn: &mut *conn, vault: self.vault.as_ref() }).await;
-        conn.execute("COMMIT").await.map_err(backend)?;
-        outcome
+        Arc::clone(&self.readers).read(work, Arc::clone(&self.vault)).await
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
-        let applied = sqlx::query_as(crate::APPLIED_MIGRATIONS).fetch_all(&self.readers).await.map_err(backend)?;
+        let readers = Arc::clone(&self.readers);
+        let applied = tokio::task::spawn_blocking(move || {
+            let mut conn = readers.take().map_err(native_backend)?;
+            let applied = native::query_as(crate::APPLIED_MIGRATIONS).fetch_all(&mut conn).into_inner();
+            readers.give_back(conn);
+            applied.map_err(backend)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(Box::new(e)))??;
         crate::check_migrations(&MIGRATOR, &applied)
     }
 
@@ -286,6 +333,5 @@ impl Store for SqliteStore {
                 tracing::error!("the SQLite writer ended abnormally");
             }
         }
-        self.readers.close().await;
     }
 }
