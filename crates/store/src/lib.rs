@@ -1,14 +1,14 @@
 //! cardplane's storage: the [`Store`] port implemented twice, on SQLite (the embedded default,
-//! with group commit) and on PostgreSQL (to run as the platform, scaled out), through sqlx, except
-//! the SQLite writer, which calls SQLite directly.
+//! with group commit, through rusqlite; sqlx runs its migrations) and on PostgreSQL (to run as the
+//! platform, scaled out, through sqlx).
 //!
 //! # Layout
 //! - `repo`, `repo_cards`, `repo_outbox`: every query and row mapping, written once for both backends
 //!   (`repo_outbox`: the notification outbox and its claims by workers).
 //!   The macros take the connection type and the module whose `query`/`query_as` run on it.
-//! - `native`: that query surface over `rusqlite`, for the SQLite writer thread (no thread hop per
-//!   statement).
-//! - [`sqlite`]: [`SqliteStore`]: WAL, `synchronous=FULL`, one group-committing writer, reader pool.
+//! - `native`: that query surface over `rusqlite`, for SQLite (no thread hop per statement).
+//! - [`sqlite`]: [`SqliteStore`]: WAL, `synchronous=FULL`, one group-committing writer thread,
+//!   read-only connections for reads.
 //! - [`postgres`]: [`PgStore`]: a connection pool, one transaction per unit of work.
 //! - `migrations/{sqlite,postgres}`: each backend's schema, embedded in the binary and run at start.
 //!

@@ -1,9 +1,9 @@
-//! The repository's query surface over a `rusqlite` connection, for the SQLite writer thread.
+//! The repository's query surface over a `rusqlite` connection, for SQLite's writer and readers.
 //!
 //! sqlx runs every SQLite connection on a thread of its own, and each statement is a round trip to
 //! it: two context switches. The writer runs about a dozen statements per registration, one unit after
 //! another, so those hops (not SQLite) bounded how many units a second one writer could commit
-//! (`docs/PERFORMANCE.md`). Here a statement is a function call on the writer's own thread.
+//! (`docs/PERFORMANCE.md`). Here a statement is a function call on the thread that runs the unit.
 //!
 //! The surface mirrors the part of sqlx the repository macros use (`query`, `query_as`, `bind`,
 //! `execute`, `fetch_optional`, `fetch_all`, [`Row::try_get`]), so one repository serves sqlx's
