@@ -85,19 +85,23 @@ fn options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
 }
 
 /// The writer's connection, with the settings [`options`] gives sqlx's.
-fn open_writer(path: &Path) -> Result<NativeConn, rusqlite::Error> {
+fn open_writer(path: &Path) -> Result<NativeConn, StoreError> {
     use rusqlite::OpenFlags;
     let conn = rusqlite::Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-    )?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    )
+    .map_err(native_backend)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(native_backend)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(rusqlite::Error::InvalidParameterName(format!("journal_mode stayed {mode}")));
+        return Err(StoreError::Backend(format!("SQLite refused WAL mode (journal_mode is {mode})").into()));
     }
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    let settings = || -> Result<(), rusqlite::Error> {
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(Duration::from_secs(10))
+    };
+    settings().map_err(native_backend)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(NativeConn(conn))
 }
@@ -164,7 +168,7 @@ impl SqliteStore {
             SqliteConnection::connect_with(&options.clone().create_if_missing(true)).await.map_err(backend)?;
         MIGRATOR.run(&mut migrations).await.map_err(|e| StoreError::Backend(Box::new(e)))?;
         migrations.close().await.map_err(backend)?;
-        let writer = open_writer(options.get_filename()).map_err(native_backend)?;
+        let writer = open_writer(options.get_filename())?;
         let readers = Arc::new(Readers { path: options.get_filename().to_owned(), idle: Mutex::new(Vec::new()) });
         readers.give_back(readers.take().map_err(native_backend)?);
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
