@@ -2,7 +2,8 @@
 //!
 //! The SQL is the common subset of SQLite and PostgreSQL (`$n` parameters, `ON CONFLICT`, integer
 //! timestamps), so [`impl_tx!`] stamps the same [`Tx`] implementation onto a SQLite and a
-//! PostgreSQL connection. Rows are mapped to domain types here and nowhere else.
+//! PostgreSQL connection, given the module whose `query`/`query_as` run on it (`native` for SQLite's
+//! rusqlite connections, `sqlx` for PostgreSQL's). Rows are mapped to domain types here and nowhere else.
 
 use cardplane_app::ports::{KeyVault, StoreError, StoredEncryptionKey, Vaults, client_secret_context};
 use cardplane_domain::ids::{CardProductId, IssuerId, KeyId};
@@ -23,10 +24,6 @@ pub(crate) struct SqlTx<'c, C> {
 /// A connection the repository runs on, and the rows it yields (for helpers that map rows).
 pub(crate) trait Connection {
     type Row;
-}
-
-impl Connection for sqlx::SqliteConnection {
-    type Row = sqlx::sqlite::SqliteRow;
 }
 
 impl Connection for sqlx::PgConnection {
