@@ -50,6 +50,9 @@ const QUEUE_DEPTH: usize = 8192;
 /// Prepared statements the writer keeps: every statement of the repository, with room to spare.
 const STATEMENT_CACHE: usize = 256;
 
+/// How long a connection waits for a lock before it reports the database busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How much batching the writer achieved: `units / batches` is the mean group size.
 #[derive(Debug, Default)]
 pub struct GroupCommitStats {
@@ -81,27 +84,33 @@ fn options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         // Durability first: a commit is acknowledged only once it is on disk.
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10)))
+        .busy_timeout(BUSY_TIMEOUT))
 }
 
 /// The writer's connection, with the settings [`options`] gives sqlx's.
 fn open_writer(path: &Path) -> Result<NativeConn, StoreError> {
-    use rusqlite::OpenFlags;
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-    )
-    .map_err(native_backend)?;
+    let NativeConn(conn) = open_native(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(native_backend)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(native_backend)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Backend(format!("SQLite refused WAL mode (journal_mode is {mode})").into()));
     }
     let settings = || -> Result<(), rusqlite::Error> {
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(Duration::from_secs(10))
+        conn.pragma_update(None, "foreign_keys", "ON")
     };
     settings().map_err(native_backend)?;
+    Ok(NativeConn(conn))
+}
+
+/// A connection to the database file at `path`, opened with `access` (read-write or read-only), with
+/// the settings every connection shares.
+fn open_native(path: &Path, access: rusqlite::OpenFlags) -> Result<NativeConn, rusqlite::Error> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        access | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(NativeConn(conn))
 }
@@ -120,14 +129,7 @@ impl Readers {
         if let Some(conn) = self.idle.lock().expect("the reader list lock is never poisoned").pop() {
             return Ok(conn);
         }
-        use rusqlite::OpenFlags;
-        let conn = rusqlite::Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-        )?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(NativeConn(conn))
+        open_native(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
     }
 
     fn give_back(&self, conn: NativeConn) {
@@ -137,22 +139,36 @@ impl Readers {
         }
     }
 
-    /// Runs `work` on one snapshot, on a blocking thread: its statements are direct calls.
-    async fn read(self: Arc<Self>, work: BoxedWork, vault: Arc<dyn Vaults>) -> Result<Erased, AppError> {
+    /// Runs `f` with a read connection on a blocking thread, where its statements are direct calls.
+    /// The connection is kept for the next read only if `f` succeeded.
+    async fn with_connection<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut NativeConn) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            let mut conn = self.take().map_err(native_backend)?;
-            // One transaction so that every read of the unit sees the same snapshot.
-            control(&conn, "BEGIN").map_err(native_backend)?;
-            let outcome = {
-                let mut tx = SqlTx { conn: &mut conn, vault: vault.as_ref() };
-                tokio::runtime::Handle::current().block_on(crate::contain_panic(work(&mut tx)))
-            };
-            control(&conn, "COMMIT").map_err(native_backend)?;
-            self.give_back(conn);
-            outcome
+            let mut conn = readers.take().map_err(native_backend)?;
+            let outcome = f(&mut conn)?;
+            readers.give_back(conn);
+            Ok(outcome)
         })
         .await
-        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("a read of the SQLite store ended abnormally: {e}")))?
+        .map_err(|e| StoreError::Backend(Box::new(e)))?
+    }
+
+    /// Runs `work` on one snapshot.
+    async fn read(self: &Arc<Self>, work: BoxedWork, vault: Arc<dyn Vaults>) -> Result<Erased, AppError> {
+        self.with_connection(move |conn| {
+            // One transaction so that every read of the unit sees the same snapshot.
+            control(conn, "BEGIN").map_err(native_backend)?;
+            let outcome = {
+                let mut tx = SqlTx { conn: &mut *conn, vault: vault.as_ref() };
+                tokio::runtime::Handle::current().block_on(crate::contain_panic(work(&mut tx)))
+            };
+            control(conn, "COMMIT").map_err(native_backend)?;
+            Ok(outcome)
+        })
+        .await?
     }
 }
 
@@ -312,19 +328,16 @@ impl Store for SqliteStore {
     }
 
     async fn read_erased(&self, work: BoxedWork) -> Result<Erased, AppError> {
-        Arc::clone(&self.readers).read(work, Arc::clone(&self.vault)).await
+        self.readers.read(work, Arc::clone(&self.vault)).await
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
-        let readers = Arc::clone(&self.readers);
-        let applied = tokio::task::spawn_blocking(move || {
-            let mut conn = readers.take().map_err(native_backend)?;
-            let applied = native::query_as(crate::APPLIED_MIGRATIONS).fetch_all(&mut conn).into_inner();
-            readers.give_back(conn);
-            applied.map_err(backend)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(Box::new(e)))??;
+        let applied = self
+            .readers
+            .with_connection(|conn| {
+                native::query_as(crate::APPLIED_MIGRATIONS).fetch_all(conn).into_inner().map_err(backend)
+            })
+            .await?;
         crate::check_migrations(&MIGRATOR, &applied)
     }
 
