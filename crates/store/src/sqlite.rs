@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 impl_tx!(NativeConn, native);
 impl_card_tx!(NativeConn, native);
@@ -119,12 +119,20 @@ fn open_native(path: &Path, access: rusqlite::OpenFlags) -> Result<NativeConn, r
 struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<NativeConn>>,
+    /// One permit per read connection: a burst of reads queues here instead of opening a connection
+    /// (and a page cache) and occupying a blocking thread each, which on a small machine buys no
+    /// speed, only memory.
+    permits: Arc<Semaphore>,
 }
 
-/// Idle read connections kept; more may be open while that many reads run at once.
-const IDLE_READERS: usize = 8;
+/// Read connections open at most, and so reads running at once.
+const READERS: usize = 8;
 
 impl Readers {
+    fn new(path: &Path) -> Self {
+        Self { path: path.to_owned(), idle: Mutex::new(Vec::new()), permits: Arc::new(Semaphore::new(READERS)) }
+    }
+
     fn take(&self) -> Result<NativeConn, rusqlite::Error> {
         if let Some(conn) = self.idle.lock().expect("the reader list lock is never poisoned").pop() {
             return Ok(conn);
@@ -132,11 +140,9 @@ impl Readers {
         open_native(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
     }
 
+    /// Keeps `conn` for the next read. Never more than [`READERS`] are kept, as never more are taken.
     fn give_back(&self, conn: NativeConn) {
-        let mut idle = self.idle.lock().expect("the reader list lock is never poisoned");
-        if idle.len() < IDLE_READERS {
-            idle.push(conn);
-        }
+        self.idle.lock().expect("the reader list lock is never poisoned").push(conn);
     }
 
     /// Runs `f` with a read connection on a blocking thread, where its statements are direct calls.
@@ -145,8 +151,13 @@ impl Readers {
         self: &Arc<Self>,
         f: impl FnOnce(&mut NativeConn) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        // Owned and moved into the blocking task, so that a caller who goes away does not free the
+        // permit while its read still holds a connection.
+        let permit =
+            Arc::clone(&self.permits).acquire_owned().await.expect("the readers' semaphore is never closed");
         let readers = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut conn = readers.take().map_err(native_backend)?;
             let outcome = f(&mut conn)?;
             readers.give_back(conn);
@@ -185,7 +196,7 @@ impl SqliteStore {
         MIGRATOR.run(&mut migrations).await.map_err(|e| StoreError::Backend(Box::new(e)))?;
         migrations.close().await.map_err(backend)?;
         let writer = open_writer(options.get_filename())?;
-        let readers = Arc::new(Readers { path: options.get_filename().to_owned(), idle: Mutex::new(Vec::new()) });
+        let readers = Arc::new(Readers::new(options.get_filename()));
         readers.give_back(readers.take().map_err(native_backend)?);
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let shutdown = Arc::new(Notify::new());
