@@ -153,8 +153,7 @@ impl Readers {
     ) -> Result<T, StoreError> {
         // Owned and moved into the blocking task, so that a caller who goes away does not free the
         // permit while its read still holds a connection.
-        let permit =
-            Arc::clone(&self.permits).acquire_owned().await.expect("the readers' semaphore is never closed");
+        let permit = Arc::clone(&self.permits).acquire_owned().await.expect("the readers' semaphore is never closed");
         let readers = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -361,5 +360,45 @@ impl Store for SqliteStore {
                 tracing::error!("the SQLite writer ended abnormally");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A burst of 64 reads runs side by side on at most [`READERS`] connections, and keeps no more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_reads_shares_at_most_eight_connections() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("readers.db");
+        let create = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE;
+        open_native(&path, create).expect("the database file is created");
+        let readers = Arc::new(Readers::new(&path));
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let reads: Vec<_> = (0..64)
+            .map(|_| {
+                let (readers, running, most) = (Arc::clone(&readers), Arc::clone(&running), Arc::clone(&most));
+                tokio::spawn(async move {
+                    readers
+                        .with_connection(move |_conn| {
+                            most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(20));
+                            running.fetch_sub(1, Ordering::SeqCst);
+                            Ok(())
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for read in reads {
+            read.await.expect("the read task ends").expect("the read succeeds");
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(most <= READERS, "{most} reads ran at once, more than {READERS}");
+        assert!(most > 1, "reads ran one at a time");
+        let kept = readers.idle.lock().expect("the reader list lock is never poisoned").len();
+        assert!((1..=READERS).contains(&kept), "{kept} read connections kept");
     }
 }
