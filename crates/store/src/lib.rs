@@ -8,7 +8,7 @@
 //!   The macros take the connection type and the module whose `query`/`query_as` run on it.
 //! - `native`: that query surface over `rusqlite`, for SQLite (no thread hop per statement).
 //! - [`sqlite`]: [`SqliteStore`]: WAL, `synchronous=FULL`, one group-committing writer thread,
-//!   read-only connections for reads.
+//!   at most eight read-only connections for reads.
 //! - [`postgres`]: [`PgStore`]: a connection pool, one transaction per unit of work.
 //! - `migrations/{sqlite,postgres}`: each backend's schema, embedded in the binary and run at start.
 //!

@@ -13,8 +13,8 @@
 //! sqlx does: a registration's dozen statements would otherwise cost two context switches each.
 //!
 //! Reads run on read-only connections of the same kind, each unit on a blocking thread (one hop per
-//! unit, not per statement); WAL mode lets them proceed while the writer commits, each on a
-//! consistent snapshot. sqlx is used for the migrations only.
+//! unit, not per statement), at most eight at once; WAL mode lets them proceed while the writer
+//! commits, each on a consistent snapshot. sqlx is used for the migrations only.
 
 use crate::native::{self, NativeConn};
 use crate::repo::{SqlTx, backend, impl_tx};
