@@ -368,18 +368,18 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
+    use cardplane_testkit::{Backend, TestDatabase, test_vault};
+
     /// A burst of 64 reads runs side by side on at most [`READERS`] connections, and keeps no more.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_burst_of_reads_shares_at_most_eight_connections() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("readers.db");
-        let create = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE;
-        open_native(&path, create).expect("the database file is created");
-        let readers = Arc::new(Readers::new(&path));
+        let db = TestDatabase::new(Backend::Sqlite).await;
+        let store = SqliteStore::open(&db.url, test_vault()).await.expect("the store opens");
+        let readers = &store.readers;
         let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let reads: Vec<_> = (0..64)
             .map(|_| {
-                let (readers, running, most) = (Arc::clone(&readers), Arc::clone(&running), Arc::clone(&most));
+                let (readers, running, most) = (Arc::clone(readers), Arc::clone(&running), Arc::clone(&most));
                 tokio::spawn(async move {
                     readers
                         .with_connection(move |_conn| {
