@@ -220,11 +220,14 @@ pub struct Lease {
 /// back; redelivering it is an operator's explicit act.)
 #[async_trait]
 pub trait OutboxTx: Send {
-    /// The issuer of the oldest notification that can be sent now.
+    /// The issuer of the card that has been ready to send the longest, if any card is ready now. A
+    /// card is ready when its oldest pending notification is due and not leased (per-card order).
     async fn next_due_issuer(&mut self, now: OffsetDateTime) -> Result<Option<IssuerId>, StoreError>;
-    /// Leases up to `limit` of the issuer's notifications that can be sent now, oldest first. On
-    /// PostgreSQL, concurrent claims for one issuer take turns and skip rows other workers hold, so
-    /// two workers never hold one notification.
+    /// Leases up to `limit` of the issuer's notifications that can be sent now, in the order they
+    /// happened: from each of the cards ready the longest (at most `limit` of them), an even share of
+    /// its oldest pending notifications, stopping before one that is not due or is leased. On
+    /// PostgreSQL, concurrent claims for one issuer take turns and skip cards other transactions
+    /// hold, so two workers never hold one notification, nor two notifications of one card.
     async fn claim_deliveries(
         &mut self,
         issuer: &IssuerId,

@@ -21,7 +21,8 @@ impl_outbox_tx!(
     PgConnection,
     sqlx,
     take_turns: Some("SELECT pg_advisory_xact_lock(hashtextextended('cardplane-outbox:' || $1, 0))"),
-    skip_locked: " FOR UPDATE SKIP LOCKED"
+    skip_locked: " FOR UPDATE SKIP LOCKED",
+    lock_queue_row: Some("SELECT 1 FROM delivery_queues WHERE issuer_id = $1 AND card_id = $2 FOR UPDATE")
 );
 impl_pending_tx!(PgConnection, sqlx, skip_locked: " FOR UPDATE SKIP LOCKED");
 

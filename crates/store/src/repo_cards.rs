@@ -644,10 +644,10 @@ macro_rules! impl_card_tx {
                 operation: &cardplane_domain::operation::Operation,
             ) -> Result<(), cardplane_app::ports::StoreError> {
                 use $crate::repo::micros;
-                $sql::query(
+                let (seq,): (i64,) = $sql::query_as(
                     "INSERT INTO operations (issuer_id, operation_id, card_id, operation, status, start_time, end_time, \
                      details, created_at, next_attempt_at, digital_card_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING seq",
                 )
                 .bind(issuer.as_str())
                 .bind(operation.operation_id.as_str())
@@ -659,10 +659,11 @@ macro_rules! impl_card_tx {
                 .bind(operation.details.as_deref())
                 .bind(micros(operation.start_time))
                 .bind(operation.digital_card_id.as_ref().map(|d| d.as_str()))
-                .execute(&mut *self.conn)
+                .fetch_optional(&mut *self.conn)
                 .await
-                .map_err($crate::repo::backend)?;
-                Ok(())
+                .map_err($crate::repo::backend)?
+                .ok_or_else(|| $crate::repo::corrupt("an insert that returned no row"))?;
+                self.queue_card(issuer.as_str(), operation.card_id.as_str(), seq, micros(operation.start_time)).await
             }
 
             async fn operations(

@@ -35,7 +35,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 impl_tx!(NativeConn, native);
 impl_card_tx!(NativeConn, native);
-impl_outbox_tx!(NativeConn, native, take_turns: None, skip_locked: "");
+impl_outbox_tx!(NativeConn, native, take_turns: None, skip_locked: "", lock_queue_row: None);
 impl_pending_tx!(NativeConn, native, skip_locked: "");
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

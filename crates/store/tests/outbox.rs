@@ -24,6 +24,11 @@ fn issuer(id: &str) -> IssuerId {
 
 /// Queues `(operationId, cardId)` notifications for `issuer`, all due at `at(0)`.
 async fn enqueue(store: &Arc<dyn Store>, issuer_id: &str, operations: &[(&str, &str)]) {
+    enqueue_at(store, issuer_id, operations, 0).await;
+}
+
+/// Queues `(operationId, cardId)` notifications for `issuer`, all due at `at(seconds)`.
+async fn enqueue_at(store: &Arc<dyn Store>, issuer_id: &str, operations: &[(&str, &str)], seconds: i64) {
     let issuer_id = issuer(issuer_id);
     let operations: Vec<Operation> = operations
         .iter()
@@ -32,8 +37,8 @@ async fn enqueue(store: &Arc<dyn Store>, issuer_id: &str, operations: &[(&str, &
             card_id: CardId::parse(*card).unwrap(),
             kind: OperationKind::Suspend,
             status: OperationStatus::Successful,
-            start_time: at(0),
-            end_time: Some(at(0)),
+            start_time: at(seconds),
+            end_time: Some(at(seconds)),
             details: None,
             digital_card_id: None,
         })
@@ -132,6 +137,60 @@ backend_tests! {
         assert_eq!((dead[0].attempts, dead[0].last_error.as_deref()), (2, Some("HTTP 400")));
     }
 
+    async fn claims_agree_with_the_per_card_order_rule_whatever_happens(db: TestDatabase) {
+        // The look for work spans issuers, so each walk has a database of its own.
+        random_walk(&open(&db).await, 1, 300).await;
+        for seed in [7, 42] {
+            random_walk(&open(&TestDatabase::new(db.backend).await).await, seed, 300).await;
+        }
+    }
+
+    async fn a_held_card_does_not_hide_the_cards_behind_it(db: TestDatabase) {
+        let store = open(&db).await;
+        // card-a has a long backlog and is out with w1; card-b's one notification is the newest.
+        let backlog: Vec<(String, &str)> = (0..200).map(|i| (format!("a-{i:03}"), "card-a")).collect();
+        let backlog: Vec<(&str, &str)> = backlog.iter().map(|(id, card)| (id.as_str(), *card)).collect();
+        enqueue(&store, "ISSUER000A", &backlog).await;
+        assert_eq!(claim(&store, "ISSUER000A", at(0), "w1", 3).await, ["a-000", "a-001", "a-002"]);
+        enqueue(&store, "ISSUER000A", &[("b-1", "card-b")]).await;
+        assert_eq!(claim(&store, "ISSUER000A", at(0), "w2", 3).await, ["b-1"]);
+        assert_eq!(claim(&store, "ISSUER000A", at(0), "w3", 3).await, Vec::<String>::new());
+        assert_eq!(next_due(&store, at(0)).await, None, "both cards are out");
+        // Delivering part of w1's run keeps the card held by the rest of it.
+        assert!(record(&store, "a-000", "w1", at(1), AfterAttempt::Delivered { at: at(1) }).await);
+        assert_eq!(claim(&store, "ISSUER000A", at(1), "w3", 3).await, Vec::<String>::new());
+        assert!(record(&store, "a-001", "w1", at(1), AfterAttempt::Delivered { at: at(1) }).await);
+        assert!(record(&store, "a-002", "w1", at(1), AfterAttempt::Delivered { at: at(1) }).await);
+        assert_eq!(next_due(&store, at(1)).await, Some(issuer("ISSUER000A")));
+        assert_eq!(claim(&store, "ISSUER000A", at(1), "w3", 2).await, ["a-003", "a-004"]);
+    }
+
+    async fn an_outbox_from_before_the_delivery_queue_is_queued_on_upgrade(db: TestDatabase) {
+        // Three cards as migration 0008 left them: card-a delivered one, has one out with a worker
+        // until t=500 and one behind it; card-b has one due at t=300; card-c only a dead letter.
+        let t = |seconds: i64| (1_800_000_000 + seconds) * 1_000_000;
+        let outbox = format!(
+            "INSERT INTO operations (issuer_id, operation_id, card_id, operation, status, start_time, delivery_state, \
+             created_at, next_attempt_at, lease_owner, lease_until) VALUES \
+             ('ISSUER000A', 'a-1', 'card-a', 'SUSPEND', 'SUCCESSFUL', {0}, 'DELIVERED', {0}, NULL, NULL, NULL), \
+             ('ISSUER000A', 'a-2', 'card-a', 'RESUME', 'SUCCESSFUL', {0}, 'PENDING', {0}, {1}, 'w1', {2}), \
+             ('ISSUER000A', 'a-3', 'card-a', 'SUSPEND', 'SUCCESSFUL', {0}, 'PENDING', {0}, {0}, NULL, NULL), \
+             ('ISSUER000B', 'b-1', 'card-b', 'SUSPEND', 'SUCCESSFUL', {0}, 'PENDING', {0}, {3}, NULL, NULL), \
+             ('ISSUER000B', 'c-1', 'card-c', 'SUSPEND', 'SUCCESSFUL', {0}, 'DEAD', {0}, NULL, NULL, NULL)",
+            t(0),
+            t(100),
+            t(500),
+            t(300)
+        );
+        migrate_up_to(&db, 8, &outbox).await;
+        let store = open(&db).await;
+        assert_eq!(next_due(&store, at(299)).await, None, "card-a is out, card-b not due yet");
+        assert_eq!(next_due(&store, at(300)).await, Some(issuer("ISSUER000B")));
+        assert_eq!(claim(&store, "ISSUER000B", at(300), "w2", 10).await, ["b-1"]);
+        assert_eq!(claim(&store, "ISSUER000A", at(499), "w2", 10).await, Vec::<String>::new());
+        assert_eq!(claim(&store, "ISSUER000A", at(500), "w2", 10).await, ["a-2", "a-3"], "w1's lease ran out");
+    }
+
     async fn redelivery_queues_a_dead_letter_again(db: TestDatabase) {
         let store = open(&db).await;
         enqueue(&store, "ISSUER000A", &[("op-1", "card-1")]).await;
@@ -203,4 +262,191 @@ async fn concurrent_claims_on_postgres_never_overlap() {
     assert_eq!(seen.len(), 300, "every notification was claimed once");
     assert!(batches >= 300 / 7);
     assert!(deliveries(&store, "ISSUER000A", None).await.iter().all(|d| d.state == DeliveryState::Delivered));
+}
+
+/// The store's migrations up to `version`, for a test of an upgrade from there.
+#[derive(Debug)]
+struct MigrationsUpTo {
+    dir: std::path::PathBuf,
+    version: i64,
+}
+
+impl<'s> sqlx::migrate::MigrationSource<'s> for MigrationsUpTo {
+    fn resolve(
+        self,
+    ) -> std::pin::Pin<
+        Box<dyn Future<Output = Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>> + Send + 's>,
+    > {
+        Box::pin(async move {
+            let all = self.dir.resolve().await?;
+            Ok(all.into_iter().filter(|m| m.version <= self.version).collect())
+        })
+    }
+}
+
+/// Brings `db` to migration `version` as an older cardplane would have, then runs `then` on it.
+async fn migrate_up_to(db: &TestDatabase, version: i64, then: &str) {
+    use sqlx::Connection;
+    let backend = match db.backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+    let migrator = sqlx::migrate::Migrator::new(MigrationsUpTo { dir, version }).await.unwrap();
+    match db.backend {
+        Backend::Sqlite => {
+            let options: sqlx::sqlite::SqliteConnectOptions = db.url.parse().unwrap();
+            let mut conn = sqlx::SqliteConnection::connect_with(&options.create_if_missing(true)).await.unwrap();
+            migrator.run(&mut conn).await.unwrap();
+            sqlx::raw_sql(then).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            migrator.run(&mut conn).await.unwrap();
+            sqlx::raw_sql(then).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+}
+
+/// What the outbox holds, as the test sees it: the rule the store must follow, written plainly.
+#[derive(Clone, Debug)]
+struct Notification {
+    id: String,
+    issuer: String,
+    card: &'static str,
+    delivered_or_dead: bool,
+    next_attempt: i64,
+    lease: Option<(String, i64)>,
+}
+
+/// The notifications that may go at `now`, per the per-card order rule: a card's pending ones,
+/// oldest first, up to the first that is not due or is leased.
+fn sendable(model: &[Notification], issuer_id: &str, now: i64) -> Vec<String> {
+    let mut held: HashSet<&str> = HashSet::new();
+    let mut out = Vec::new();
+    for n in model.iter().filter(|n| n.issuer == issuer_id && !n.delivered_or_dead) {
+        let leased = n.lease.as_ref().is_some_and(|(_, until)| *until > now);
+        if held.contains(n.card) || n.next_attempt > now || leased {
+            held.insert(n.card);
+        } else {
+            out.push(n.id.clone());
+        }
+    }
+    out
+}
+
+/// A deterministic random walk of enqueues, claims, attempts (some after their lease ran out) and
+/// redeliveries over two issuers and five cards, checking every claim and every look for work
+/// against [`sendable`]: nothing out of order, nothing sendable left behind.
+async fn random_walk(store: &Arc<dyn Store>, seed: u64, steps: usize) {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut random = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let issuers = [format!("ISSUER{seed:03}A"), format!("ISSUER{seed:03}B")];
+    let cards = ["c1", "c2", "c3", "c4", "c5"];
+    let mut model: Vec<Notification> = Vec::new();
+    let mut out: Vec<(String, String)> = Vec::new(); // (operationId, owner) claims not yet recorded
+    let mut now = 0i64;
+    for step in 0..steps {
+        now += i64::try_from(random(3)).unwrap();
+        let context = format!("seed {seed}, step {step}, t={now}");
+        let choice = random(10);
+        if std::env::var_os("TRACE_WALK").is_some() {
+            eprintln!("{context}: {choice} {model:?}");
+        }
+        match choice {
+            0..=2 => {
+                let (issuer_id, card) = (issuers[random(2) as usize].clone(), cards[random(5) as usize]);
+                let id = format!("s{seed}-{step}");
+                enqueue_at(store, &issuer_id, &[(&id, card)], now).await;
+                model.push(Notification {
+                    id,
+                    issuer: issuer_id,
+                    card,
+                    delivered_or_dead: false,
+                    next_attempt: now,
+                    lease: None,
+                });
+            }
+            3..=5 => {
+                let anything = issuers.iter().any(|i| !sendable(&model, i, now).is_empty());
+                let due = next_due(store, at(now)).await;
+                assert_eq!(due.is_some(), anything, "{context}: the look for work");
+                if let Some(due) = due {
+                    assert!(!sendable(&model, due.as_str(), now).is_empty(), "{context}: {due} has nothing to send");
+                }
+                let issuer_id = issuers[random(2) as usize].as_str();
+                let owner = format!("w{}", random(3));
+                let limit = 1 + random(5) as usize;
+                let may = sendable(&model, issuer_id, now);
+                let claimed = claim(store, issuer_id, at(now), &owner, limit).await;
+                assert!(claimed.len() <= limit, "{context}: {} claimed, limit {limit}", claimed.len());
+                assert_eq!(claimed.is_empty(), may.is_empty(), "{context}: claimed {claimed:?}, sendable {may:?}");
+                let position = |id: &str| model.iter().position(|n| n.id == id).unwrap();
+                let positions: Vec<usize> = claimed.iter().map(|id| position(id)).collect();
+                assert!(positions.is_sorted(), "{context}: {claimed:?} is not in the order they happened");
+                for id in &claimed {
+                    assert!(may.contains(id), "{context}: {id} was claimed but may not go ({may:?})");
+                    // Per-card order: everything sendable before it on its card was claimed with it.
+                    let card = model[position(id)].card;
+                    let before = may.iter().take_while(|m| *m != id).filter(|m| model[position(m)].card == card);
+                    for earlier in before {
+                        assert!(claimed.contains(earlier), "{context}: {id} claimed without {earlier}");
+                    }
+                }
+                for id in claimed {
+                    let p = model.iter().position(|n| n.id == id).unwrap();
+                    model[p].lease = Some((owner.clone(), now + 60));
+                    out.push((id, owner.clone()));
+                }
+            }
+            6..=8 if !out.is_empty() => {
+                let (id, owner) = out.swap_remove(random(out.len() as u64) as usize);
+                let p = model.iter().position(|n| n.id == id).unwrap();
+                let holds = model[p].lease.as_ref().is_some_and(|(o, _)| *o == owner) && !model[p].delivered_or_dead;
+                let after = match random(3) {
+                    0 => AfterAttempt::Delivered { at: at(now) },
+                    1 => AfterAttempt::RetryAt {
+                        at: at(now + 1 + i64::try_from(random(4)).unwrap()),
+                        error: "HTTP 503".into(),
+                    },
+                    _ => AfterAttempt::Dead { error: "HTTP 400".into() },
+                };
+                assert_eq!(
+                    record(store, &id, &owner, at(now), after.clone()).await,
+                    holds,
+                    "{context}: record {id} by {owner}"
+                );
+                if holds {
+                    let n = &mut model[p];
+                    n.lease = None;
+                    match after {
+                        AfterAttempt::RetryAt { at: when, .. } => {
+                            n.next_attempt = when.unix_timestamp() - 1_800_000_000
+                        }
+                        _ => n.delivered_or_dead = true,
+                    }
+                }
+            }
+            _ if !model.is_empty() => {
+                // Now and then a long pause lets every lease run out.
+                if random(8) == 0 {
+                    now += 61;
+                }
+                let p = random(model.len() as u64) as usize;
+                let id = model[p].id.clone();
+                let redelivered = store.write(move |tx| Box::pin(async move { Ok(tx.redeliver(&id, at(now)).await?) }));
+                assert_eq!(redelivered.await.unwrap().map(|i| i.to_string()), Some(model[p].issuer.clone()));
+                let n = &mut model[p];
+                (n.delivered_or_dead, n.next_attempt, n.lease) = (false, now, None);
+            }
+            _ => {}
+        }
+    }
 }
