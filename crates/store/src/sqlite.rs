@@ -96,7 +96,13 @@ fn open_writer(path: &Path) -> Result<NativeConn, StoreError> {
     }
     let settings = || -> Result<(), rusqlite::Error> {
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Each unit runs under a savepoint, so SQLite keeps the first version of every page a unit
+        // changes in a sub-journal, to roll that unit alone back. Those journals only ever serve the
+        // open transaction (the WAL is what makes a commit durable), yet in a file they cost a
+        // write(2) per page: 44,553 writes, 101 MB in 4 s of a notification drain, three times the
+        // WAL's own. In memory they cost a copy.
+        conn.pragma_update(None, "temp_store", "MEMORY")
     };
     settings().map_err(native_backend)?;
     Ok(NativeConn(conn))
