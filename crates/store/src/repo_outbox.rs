@@ -94,15 +94,6 @@ pub(crate) fn share_per_card(limit: usize, ready: usize) -> usize {
     limit.div_ceil(ready.max(1))
 }
 
-/// How many of a card's pending notifications, oldest first, can go now: those before the first
-/// that is not due or is leased (per-card order). Each is `(seq, next_attempt_at, lease_until)`.
-pub(crate) fn sendable_run(pending: &[(i64, Option<i64>, Option<i64>)], now: i64) -> usize {
-    pending
-        .iter()
-        .take_while(|(_, next, lease)| next.is_some_and(|next| next <= now) && lease.is_none_or(|lease| lease <= now))
-        .count()
-}
-
 /// When a card whose oldest pending notification is `head` can send again.
 pub(crate) fn ready_at(head_next_attempt: Option<i64>, head_lease: Option<i64>) -> i64 {
     head_next_attempt.unwrap_or(i64::MIN).max(head_lease.unwrap_or(i64::MIN))
@@ -221,60 +212,56 @@ macro_rules! impl_outbox_tx {
                 }
                 let (now, until) = (micros(now), micros(lease.until));
                 let as_limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-                let cards: Vec<(String,)> = $sql::query_as(concat!(
-                    "SELECT card_id FROM delivery_queues WHERE issuer_id = $1 AND ready_at <= $2 \
+                // The cards ready the longest are marked held (until the lease ends) in one statement;
+                // each then has its ready notifications leased in one more.
+                let mut cards: Vec<(String, i64)> = $sql::query_as(concat!(
+                    "UPDATE delivery_queues SET ready_at = $4 WHERE issuer_id = $1 AND card_id IN \
+                     (SELECT card_id FROM delivery_queues WHERE issuer_id = $1 AND ready_at <= $2 \
                      ORDER BY ready_at, head_seq LIMIT $3",
-                    $skip_locked
+                    $skip_locked,
+                    ") RETURNING card_id, head_seq"
                 ))
                 .bind(issuer.as_str())
                 .bind(now)
                 .bind(as_limit(limit))
+                .bind(until)
                 .fetch_all(&mut *self.conn)
                 .await
                 .map_err(backend)?;
+                cards.sort_by_key(|(_, head)| *head);
                 let share = $crate::repo_outbox::share_per_card(limit, cards.len());
                 let mut rows: Vec<DeliveryRow> = Vec::with_capacity(limit);
-                for (card,) in &cards {
+                for (card, _) in &cards {
                     let room = share.min(limit - rows.len());
-                    if room == 0 {
-                        break;
-                    }
-                    let pending: Vec<(i64, Option<i64>, Option<i64>)> = $sql::query_as(
-                        "SELECT seq, next_attempt_at, lease_until FROM operations WHERE issuer_id = $1 \
-                         AND card_id = $2 AND delivery_state = 'PENDING' ORDER BY seq LIMIT $3",
-                    )
-                    .bind(issuer.as_str())
-                    .bind(card.as_str())
-                    .bind(as_limit(room))
-                    .fetch_all(&mut *self.conn)
-                    .await
-                    .map_err(backend)?;
-                    let run = $crate::repo_outbox::sendable_run(&pending, now);
-                    let Some(&(last, ..)) = run.checked_sub(1).and_then(|i| pending.get(i)) else {
-                        // The queue said ready but the head cannot go: put the card's place right.
-                        self.requeue_card(issuer.as_str(), card).await?;
-                        continue;
-                    };
-                    let claimed: Vec<DeliveryRow> = $sql::query_as(concat!(
-                        "UPDATE operations SET lease_owner = $3, lease_until = $4 WHERE issuer_id = $1 \
-                         AND card_id = $2 AND delivery_state = 'PENDING' AND seq <= $5 RETURNING ",
-                        $crate::repo_outbox::delivery_columns!()
-                    ))
-                    .bind(issuer.as_str())
-                    .bind(card.as_str())
-                    .bind(lease.owner.as_str())
-                    .bind(until)
-                    .bind(last)
-                    .fetch_all(&mut *self.conn)
-                    .await
-                    .map_err(backend)?;
-                    $sql::query("UPDATE delivery_queues SET ready_at = $3 WHERE issuer_id = $1 AND card_id = $2")
+                    let claimed: Vec<DeliveryRow> = if room == 0 {
+                        Vec::new()
+                    } else {
+                        // The card's oldest `room` pending notifications, up to the first that is not
+                        // due or is leased (per-card order).
+                        $sql::query_as(concat!(
+                            "WITH run AS (SELECT seq, next_attempt_at, lease_until FROM operations \
+                             WHERE issuer_id = $1 AND card_id = $2 AND delivery_state = 'PENDING' \
+                             ORDER BY seq LIMIT $3) \
+                             UPDATE operations SET lease_owner = $4, lease_until = $5 WHERE seq IN \
+                             (SELECT seq FROM run WHERE seq < COALESCE((SELECT MIN(seq) FROM run \
+                             WHERE next_attempt_at > $6 OR lease_until > $6), 9223372036854775807)) \
+                             RETURNING ",
+                            $crate::repo_outbox::delivery_columns!()
+                        ))
                         .bind(issuer.as_str())
                         .bind(card.as_str())
+                        .bind(as_limit(room))
+                        .bind(lease.owner.as_str())
                         .bind(until)
-                        .execute(&mut *self.conn)
+                        .bind(now)
+                        .fetch_all(&mut *self.conn)
                         .await
-                        .map_err(backend)?;
+                        .map_err(backend)?
+                    };
+                    if claimed.is_empty() {
+                        // No room left in the batch (or the queue was behind): the card is not held.
+                        self.requeue_card(issuer.as_str(), card).await?;
+                    }
                     rows.extend(claimed);
                 }
                 // The issuer gets them in the order they happened (RETURNING promises no order).
