@@ -138,6 +138,29 @@ macro_rules! impl_outbox_tx {
                 Ok(())
             }
 
+            /// Locks the queue row of the card of notification `operation_id` (PostgreSQL), before
+            /// the notification itself is changed: a claim locks queue rows, then notifications, and
+            /// taking them in the other order could deadlock with it (a lease that ran out while its
+            /// batch was being sent, or a redelivery, racing a claim of the same card).
+            pub(crate) async fn lock_queue_of(
+                &mut self,
+                operation_id: &str,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                use $crate::repo::backend;
+                let lock_queue_row: Option<&str> = $lock_queue_row;
+                let Some(sql) = lock_queue_row else { return Ok(()) };
+                let card: Option<(String, String)> =
+                    $sql::query_as("SELECT issuer_id, card_id FROM operations WHERE operation_id = $1")
+                        .bind(operation_id)
+                        .fetch_optional(&mut *self.conn)
+                        .await
+                        .map_err(backend)?;
+                if let Some((issuer, card)) = card {
+                    $sql::query(sql).bind(issuer).bind(card).execute(&mut *self.conn).await.map_err(backend)?;
+                }
+                Ok(())
+            }
+
             /// Sets the card's place in the delivery queue from its oldest pending notification, or
             /// takes it out when nothing is pending: after any change to a head (delivered, retried,
             /// dead-lettered, redelivered). The queue row is locked first so that the head is read
@@ -278,6 +301,7 @@ macro_rules! impl_outbox_tx {
             ) -> Result<bool, cardplane_app::ports::StoreError> {
                 use $crate::repo::{backend, micros};
                 let (state, next_attempt_at, error, delivered_at) = $crate::repo_outbox::attempt_columns(after);
+                self.lock_queue_of(operation_id).await?;
                 let card: Option<(String, String)> = $sql::query_as(
                     "UPDATE operations SET attempts = attempts + 1, last_attempt_at = $1, delivery_state = $2, \
                      next_attempt_at = $3, last_error = COALESCE($4, last_error), delivered_at = $5, \
@@ -325,6 +349,7 @@ macro_rules! impl_outbox_tx {
                 now: time::OffsetDateTime,
             ) -> Result<Option<cardplane_domain::ids::IssuerId>, cardplane_app::ports::StoreError> {
                 use $crate::repo::{backend, corrupt, micros};
+                self.lock_queue_of(operation_id).await?;
                 let card: Option<(String, String)> = $sql::query_as(
                     "UPDATE operations SET delivery_state = 'PENDING', attempts = 0, next_attempt_at = $1, \
                      delivered_at = NULL, lease_owner = NULL, lease_until = NULL WHERE operation_id = $2 \
