@@ -102,7 +102,8 @@ pub(crate) fn ready_at(head_next_attempt: Option<i64>, head_lease: Option<i64>) 
 /// Implements [`OutboxTx`](cardplane_app::ports::OutboxTx) for `SqlTx<'_, $conn>`, and the upkeep of
 /// the delivery queue (migration 0009) that the outbox writes share. `$take_turns` runs before a
 /// claim (with the issuerId as `$1`), `$skip_locked` ends the claim's selection of cards and
-/// `$lock_queue_row` (with issuerId and cardId) locks a card's queue row before its head is read.
+/// `$lock_queue_row` (with issuerId and cardId) locks a card's queue row before its notifications
+/// change.
 macro_rules! impl_outbox_tx {
     (
         $conn:ty,
@@ -163,18 +164,15 @@ macro_rules! impl_outbox_tx {
 
             /// Sets the card's place in the delivery queue from its oldest pending notification, or
             /// takes it out when nothing is pending: after any change to a head (delivered, retried,
-            /// dead-lettered, redelivered). The queue row is locked first so that the head is read
-            /// after any enqueue that holds the row has committed (see [`Self::queue_card`]).
+            /// dead-lettered, redelivered). The caller already holds the queue row's lock on
+            /// PostgreSQL (a claim's mark, or [`Self::lock_queue_of`]), so the head is read after any
+            /// enqueue that held the row has committed (see [`Self::queue_card`]).
             pub(crate) async fn requeue_card(
                 &mut self,
                 issuer: &str,
                 card: &str,
             ) -> Result<(), cardplane_app::ports::StoreError> {
                 use $crate::repo::backend;
-                let lock_queue_row: Option<&str> = $lock_queue_row;
-                if let Some(sql) = lock_queue_row {
-                    $sql::query(sql).bind(issuer).bind(card).execute(&mut *self.conn).await.map_err(backend)?;
-                }
                 let head: Option<(i64, Option<i64>, Option<i64>)> = $sql::query_as(
                     "SELECT seq, next_attempt_at, lease_until FROM operations WHERE issuer_id = $1 AND card_id = $2 \
                      AND delivery_state = 'PENDING' ORDER BY seq LIMIT 1",
