@@ -9,11 +9,14 @@
 //! - `native`: that query surface over `rusqlite`, for SQLite (no thread hop per statement).
 //! - [`sqlite`]: [`SqliteStore`]: WAL, `synchronous=FULL`, one group-committing writer thread,
 //!   at most eight read-only connections for reads.
+//! - `checkpoint`: the SQLite checkpointer, which copies the WAL into the database file on a thread
+//!   of its own, so that the writer never stops to.
 //! - [`postgres`]: [`PgStore`]: a connection pool, one transaction per unit of work.
 //! - `migrations/{sqlite,postgres}`: each backend's schema, embedded in the binary and run at start.
 //!
 //! [`open`] picks the backend from the URL scheme.
 
+mod checkpoint;
 mod native;
 pub mod postgres;
 mod repo;

@@ -15,7 +15,11 @@
 //! Reads run on read-only connections of the same kind, each unit on a blocking thread (one hop per
 //! unit, not per statement), at most eight at once; WAL mode lets them proceed while the writer
 //! commits, each on a consistent snapshot. sqlx is used for the migrations only.
+//!
+//! The writer never checkpoints: a thread of its own copies the WAL into the database file
+//! (`checkpoint`).
 
+use crate::checkpoint::{Checkpointer, WAL_SIZE_LIMIT};
 use crate::native::{self, NativeConn};
 use crate::repo::{SqlTx, backend, impl_tx};
 use crate::repo_cards::impl_card_tx;
@@ -102,7 +106,11 @@ fn open_writer(path: &Path) -> Result<NativeConn, StoreError> {
         // open transaction (the WAL is what makes a commit durable), yet in a file they cost a
         // write(2) per page: 44,553 writes, 101 MB in 4 s of a notification drain, three times the
         // WAL's own. In memory they cost a copy.
-        conn.pragma_update(None, "temp_store", "MEMORY")
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // The checkpointer copies the WAL into the database file; the writer never stops to
+        // (`checkpoint`). When the log starts over, a file grown by a burst is cut back.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
     };
     settings().map_err(native_backend)?;
     Ok(NativeConn(conn))
@@ -110,7 +118,7 @@ fn open_writer(path: &Path) -> Result<NativeConn, StoreError> {
 
 /// A connection to the database file at `path`, opened with `access` (read-write or read-only), with
 /// the settings every connection shares.
-fn open_native(path: &Path, access: rusqlite::OpenFlags) -> Result<NativeConn, rusqlite::Error> {
+pub(crate) fn open_native(path: &Path, access: rusqlite::OpenFlags) -> Result<NativeConn, rusqlite::Error> {
     use rusqlite::OpenFlags;
     let conn = rusqlite::Connection::open_with_flags(
         path,
@@ -201,6 +209,7 @@ impl SqliteStore {
         MIGRATOR.run(&mut migrations).await.map_err(|e| StoreError::Backend(Box::new(e)))?;
         migrations.close().await.map_err(backend)?;
         let writer = open_writer(options.get_filename())?;
+        let checkpointer = Checkpointer::start(options.get_filename()).map_err(native_backend)?;
         let readers = Arc::new(Readers::new(options.get_filename()));
         readers.give_back(readers.take().map_err(native_backend)?);
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
@@ -218,6 +227,7 @@ impl SqliteStore {
                         .build()
                         .expect("a current-thread runtime can be built");
                     runtime.block_on(run_writer(writer, queue, vault, shutdown, stats));
+                    checkpointer.stop();
                 })
                 .map_err(|e| StoreError::Backend(Box::new(e)))?
         };
