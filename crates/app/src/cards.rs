@@ -87,13 +87,21 @@ impl<'a> CardChange<'a> {
 }
 
 /// Writes the history line and the outbox operation of a change.
+/// A new `operationId`: a UUIDv7 (time first, then random), 32 hex digits. Ordered by time, new
+/// ids land at the end of the outbox's unique index (and of `pending_operations`' key) instead of
+/// on a random page of it: with random ids every notification of a group commit dirtied, and wrote
+/// to the WAL, a 4 KiB index page of its own.
+pub(crate) fn new_operation_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
 pub(crate) async fn record_change(
     tx: &mut dyn Tx,
     ctx: &RequestContext,
     now: OffsetDateTime,
     change: CardChange<'_>,
 ) -> Result<String, AppError> {
-    let operation_id = uuid::Uuid::new_v4().simple().to_string();
+    let operation_id = new_operation_id();
     let kind = change.kind;
     let entry = HistoryEntry {
         operation_id: operation_id.clone(),
@@ -188,7 +196,7 @@ pub(crate) async fn notify_digital_card(
     now: OffsetDateTime,
 ) -> Result<(), AppError> {
     let operation = Operation {
-        operation_id: uuid::Uuid::new_v4().simple().to_string(),
+        operation_id: new_operation_id(),
         card_id: digital_card.card_id.clone(),
         kind,
         status: OperationStatus::Successful,
@@ -574,7 +582,7 @@ pub(crate) async fn apply_operation(
                         CardChange { details, ..CardChange::of(&card, &old, &command, request.reason.clone()) };
                     record_change(tx, ctx, now, change).await?;
                     let entry = HistoryEntry {
-                        operation_id: uuid::Uuid::new_v4().simple().to_string(),
+                        operation_id: new_operation_id(),
                         operation: request.kind,
                         from_state: None,
                         to_state: successor.state,

@@ -61,7 +61,7 @@ pub(crate) async fn request_renewal(
         check_card_id_free(tx, ctx, new_id).await?;
     }
     let renewal = PendingOperation {
-        operation_id: uuid::Uuid::new_v4().simple().to_string(),
+        operation_id: crate::cards::new_operation_id(),
         card_id: card_id.clone(),
         kind: request.kind,
         reason_code: Some(reason),
@@ -100,7 +100,7 @@ pub(crate) async fn request_digitization(
     now: OffsetDateTime,
 ) -> Result<(), AppError> {
     let pending = PendingOperation {
-        operation_id: uuid::Uuid::new_v4().simple().to_string(),
+        operation_id: crate::cards::new_operation_id(),
         card_id: digital_card.card_id.clone(),
         kind: OperationKind::Digitize,
         reason_code: None,
@@ -355,7 +355,7 @@ impl Platform {
                         tx.set_digital_card_state(&issuer, digital_card, from, to, now).await?;
                     }
                     let operation = Operation {
-                        operation_id: uuid::Uuid::new_v4().simple().to_string(),
+                        operation_id: crate::cards::new_operation_id(),
                         card_id: pending.card_id.clone(),
                         kind: pending.kind,
                         status: OperationStatus::Failed,
