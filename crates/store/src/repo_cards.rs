@@ -343,9 +343,14 @@ macro_rules! impl_card_tx {
                 issuer: &cardplane_domain::ids::IssuerId,
                 pan_fingerprint: &[u8],
             ) -> Result<Vec<cardplane_domain::card::Card>, cardplane_app::ports::StoreError> {
+                // Two lookups, each exactly the condition of a partial index (`cards_live_pan`,
+                // `cards_final_by_pan`): no index holds every card by PAN (migration 0010).
                 let query = concat!(
                     "SELECT ", $crate::repo_cards::card_columns!(),
-                    " FROM cards WHERE issuer_id = $1 AND pan_fingerprint = $2 ORDER BY created_at"
+                    " FROM cards WHERE issuer_id = $1 AND pan_fingerprint = $2 AND state NOT IN ('DELETED', 'REPLACED') \
+                     UNION ALL SELECT ", $crate::repo_cards::card_columns!(),
+                    " FROM cards WHERE issuer_id = $1 AND pan_fingerprint = $2 AND state IN ('DELETED', 'REPLACED') \
+                     ORDER BY created_at"
                 );
                 let rows = $sql::query(query)
                     .bind(issuer.as_str())

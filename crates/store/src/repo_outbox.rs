@@ -115,7 +115,7 @@ macro_rules! impl_outbox_tx {
         impl $crate::repo::SqlTx<'_, $conn> {
             /// Puts `card` in the delivery queue once notification `seq`, due at `due`, was added to
             /// the outbox: it is the card's head if the card had nothing pending. A card already in
-            /// the queue keeps its place, but its row is locked (the no-op update): on PostgreSQL a
+            /// the queue keeps its place, but on PostgreSQL its row is locked (the no-op update): a
             /// worker that refreshes the card at the same time then waits for this transaction and
             /// sees the new notification, rather than dropping the card from the queue.
             pub(crate) async fn queue_card(
@@ -125,17 +125,24 @@ macro_rules! impl_outbox_tx {
                 seq: i64,
                 due: i64,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                $sql::query(
+                // Where nothing is locked (SQLite: one writer runs every transaction), the no-op
+                // update would only rewrite the row, a page in the write-ahead log.
+                let locks: Option<&str> = $lock_queue_row;
+                let sql = if locks.is_some() {
                     "INSERT INTO delivery_queues (issuer_id, card_id, ready_at, head_seq) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (issuer_id, card_id) DO UPDATE SET head_seq = delivery_queues.head_seq",
-                )
-                .bind(issuer)
-                .bind(card)
-                .bind(due)
-                .bind(seq)
-                .execute(&mut *self.conn)
-                .await
-                .map_err($crate::repo::backend)?;
+                     ON CONFLICT (issuer_id, card_id) DO UPDATE SET head_seq = delivery_queues.head_seq"
+                } else {
+                    "INSERT INTO delivery_queues (issuer_id, card_id, ready_at, head_seq) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (issuer_id, card_id) DO NOTHING"
+                };
+                $sql::query(sql)
+                    .bind(issuer)
+                    .bind(card)
+                    .bind(due)
+                    .bind(seq)
+                    .execute(&mut *self.conn)
+                    .await
+                    .map_err($crate::repo::backend)?;
                 Ok(())
             }
 

@@ -1,9 +1,11 @@
 //! The store contract, run on both backends: what a use case may rely on from any `Store`.
 
 use cardplane_app::AppError;
-use cardplane_app::ports::{KeyVault, Store, StoreExt};
+use cardplane_app::ports::{CardDataVault, KeyVault, Store, StoreExt, VaultedCredentials};
 use cardplane_domain::FieldError;
-use cardplane_domain::ids::{CardProductId, IssuerId, KeyId};
+use cardplane_domain::card::{Card, CardOrigin, CardState};
+use cardplane_domain::credentials::{CardCredentials, Expiry, Pan};
+use cardplane_domain::ids::{CardId, CardProductId, ConsumerId, IssuerId, KeyId};
 use cardplane_domain::issuer::{CallbackSettings, HttpUrl, Issuer, IssuerName, Onboarding, WalletServerSettings};
 use cardplane_domain::keys::AssertionKey;
 use cardplane_domain::product::{AuthorisationMode, BinRange, CardProduct, ValidityYears};
@@ -73,7 +75,61 @@ async fn get(store: &Arc<dyn Store>, id: &str) -> Option<Issuer> {
     store.read(move |tx| Box::pin(async move { Ok(tx.issuer(&id).await?) })).await.unwrap()
 }
 
+/// A registered card of `ISSUER0001`'s VISA_GOLD, made at `at(seconds)`.
+fn card(id: &str, state: CardState, seconds: i64) -> Card {
+    Card {
+        id: CardId::parse(id).unwrap(),
+        consumer_id: ConsumerId::parse("consumer-1").unwrap(),
+        product_id: CardProductId::parse("VISA_GOLD").unwrap(),
+        scheme: Scheme::Visa,
+        last4: "0366".to_owned(),
+        expiry: Expiry::new(12, 30).unwrap(),
+        state,
+        suspended_for: None,
+        ongoing: None,
+        origin: CardOrigin::Registered,
+        cardholder_name: None,
+        cardholder_name2: None,
+        created_at: at(seconds),
+        updated_at: at(seconds),
+    }
+}
+
 backend_tests! {
+    // Cards by PAN are found through two partial indexes (live cards, final cards; migration
+    // 0010): every card with the PAN comes back, oldest first, whatever its state, and no other.
+    async fn cards_with_a_pan_are_found_live_and_final(db: TestDatabase) {
+        let store = open(&db).await;
+        put(&store, issuer("ISSUER0001", &["VISA_GOLD"])).await;
+        let ids: Vec<String> = store
+            .write(|tx| {
+                Box::pin(async move {
+                    let issuer = IssuerId::parse("ISSUER0001").unwrap();
+                    // Sealed for real (a card read back is opened), under a fingerprint of our choosing.
+                    let credentials = CardCredentials {
+                        pan: Pan::parse("pan", "4532015112830366").unwrap(),
+                        expiry: Expiry::new(12, 30).unwrap(),
+                        cvv: None,
+                        name: None,
+                    };
+                    let vaulted = |fingerprint: u8| VaultedCredentials {
+                        pan_fingerprint: vec![fingerprint; 32],
+                        ..test_vault().vault_credentials(&credentials)
+                    };
+                    tx.insert_card(&issuer, &card("replaced", CardState::Replaced, 10), &vaulted(1), None).await?;
+                    tx.insert_card(&issuer, &card("deleted", CardState::Active, 5), &vaulted(1), None).await?;
+                    tx.update_card(&issuer, &card("deleted", CardState::Deleted, 5)).await?;
+                    tx.insert_card(&issuer, &card("live", CardState::Active, 20), &vaulted(1), None).await?;
+                    tx.insert_card(&issuer, &card("other-pan", CardState::Active, 1), &vaulted(2), None).await?;
+                    let found = tx.cards_with_pan(&issuer, &[1; 32]).await?;
+                    Ok(found.into_iter().map(|c| format!("{}:{}", c.id, c.state)).collect())
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(ids, ["deleted:DELETED", "replaced:REPLACED", "live:ACTIVE"]);
+    }
+
     async fn issuers_round_trip_with_every_setting(db: TestDatabase) {
         let store = open(&db).await;
         let original = issuer("ISSUER0001", &["VISA_GOLD", "VISA_DEBIT"]);
