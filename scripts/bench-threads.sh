@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Where a scenario's server CPU and WAL bytes go, per request (docs/PERFORMANCE.md).
+#
+#   scripts/bench-threads.sh [BINARY] SCENARIO [bench options...]
+#
+# Starts `serve` on a fresh SQLite file (worker on unless CARDPLANE_WORKER=0), drives SCENARIO at it
+# with `bench --url` (SECONDS per phase, CARDS registrations prepared; 6 and 40000 unless set), and
+# prints the bench's line with, per request of the measured phase: the CPU time of the SQLite writer
+# thread and of the checkpointer (from /proc/PID/task/*/stat), and the bytes the writer wrote
+# (write(2)/pwrite(2), /proc/PID/task/TID/io `wchar`: the WAL, as the writer never checkpoints).
+# The writer is idle during the bench's baseline phase, so its totals belong to the scenario (and
+# to the worker's deliveries, which run on it too). Run it twice with two binaries, alternating, to
+# compare them: the machine's noise is larger than most differences.
+set -euo pipefail
+BIN=target/release/cardplane
+if [[ $# -gt 0 && -x "$1" && ! "$1" =~ ^(register|lifecycle|get|mix)$ ]]; then BIN=$1; shift; fi
+SCENARIO=${1:?usage: $0 [BINARY] SCENARIO [bench options]}; shift
+DIR=$(mktemp -d)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+CARDPLANE_WORKER=${CARDPLANE_WORKER:-1} CARDPLANE_LOG=warn "$BIN" serve --listen "127.0.0.1:$PORT" \
+  --database-url "sqlite://$DIR/cardplane.db" >"$DIR/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$DIR"' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+"$BIN" bench --url "http://127.0.0.1:$PORT" --scenario "$SCENARIO" --seconds "${SECONDS_PER_PHASE:-6}" \
+  --cards "${CARDS:-40000}" "$@" >"$DIR/bench.log" 2>&1
+line=$(grep -E "^ +[a-z]+: " "$DIR/bench.log" | grep -v healthz | tail -1)
+ok=$(sed -E 's/.*\(ok ([0-9]+).*/\1/' <<<"$line")
+ticks=$(getconf CLK_TCK)
+per_request() { # thread name (as /proc shows it, 15 characters at most), field
+  for task in /proc/$SERVER/task/*; do
+    [[ "$(cat "$task/comm")" == "$1" ]] || continue
+    case $2 in
+      cpu) awk -v t="$ticks" -v ok="$ok" '{printf "%.0f", ($14 + $15) / t * 1e6 / ok}' "$task/stat" ;;
+      wal) awk -v ok="$ok" '/^wchar/ {printf "%.0f", $2 / ok}' "$task/io" ;;
+    esac
+  done
+}
+grep -E "baseline|^ +[a-z]+: " "$DIR/bench.log" | sed -E 's/ +\(ok [0-9]+, failed [0-9]+\)//'
+echo "  per request: writer $(per_request sqlite-writer cpu) µs CPU, $(per_request sqlite-writer wal) B written;" \
+  "checkpointer $(per_request sqlite-checkpoi cpu) µs CPU"
