@@ -7,7 +7,8 @@
 # with `bench --url` (SECONDS per phase, CARDS registrations prepared; 6 and 40000 unless set), and
 # prints the bench's line with, per request of the measured phase: the CPU time of the SQLite writer
 # thread and of the checkpointer (from /proc/PID/task/*/stat), and the bytes the writer wrote
-# (write(2)/pwrite(2), /proc/PID/task/TID/io `wchar`: the WAL, as the writer never checkpoints).
+# (write(2)/pwrite(2), /proc/PID/task/TID/io `wchar`: the WAL, as the writer never checkpoints), and
+# the CPU time of the runtime's threads (HTTP, JSON, cryptography, reads) from the end of the baseline.
 # The writer is idle during the bench's baseline phase, so its totals belong to the scenario (and
 # to the worker's deliveries, which run on it too). Run it twice with two binaries, alternating, to
 # compare them: the machine's noise is larger than most differences.
@@ -22,8 +23,19 @@ CARDPLANE_WORKER=${CARDPLANE_WORKER:-1} CARDPLANE_LOG=warn "$BIN" serve --listen
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$DIR"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+runtime_ticks() { # CPU ticks of the runtime's threads (workers and blocking pool) so far
+  for task in /proc/$SERVER/task/*; do
+    [[ "$(cat "$task/comm")" == tokio-rt-worker ]] && awk '{print $14 + $15}' "$task/stat"
+  done | awk '{s += $1} END {print s + 0}'
+}
 "$BIN" bench --url "http://127.0.0.1:$PORT" --scenario "$SCENARIO" --seconds "${SECONDS_PER_PHASE:-6}" \
-  --cards "${CARDS:-40000}" "$@" >"$DIR/bench.log" 2>&1
+  --cards "${CARDS:-40000}" "$@" >"$DIR/bench.log" 2>&1 &
+BENCH=$!
+# The runtime also serves the baseline phase: count its CPU from the moment that phase is printed.
+until grep -q baseline "$DIR/bench.log" 2>/dev/null || ! kill -0 $BENCH 2>/dev/null; do sleep 0.05; done
+runtime_before=$(runtime_ticks)
+wait $BENCH
+runtime_after=$(runtime_ticks)
 line=$(grep -E "^ +[a-z]+: " "$DIR/bench.log" | grep -v healthz | tail -1)
 ok=$(sed -E 's/.*\(ok ([0-9]+).*/\1/' <<<"$line")
 ticks=$(getconf CLK_TCK)
@@ -38,4 +50,5 @@ per_request() { # thread name (as /proc shows it, 15 characters at most), field
 }
 grep -E "baseline|^ +[a-z]+: " "$DIR/bench.log" | sed -E 's/ +\(ok [0-9]+, failed [0-9]+\)//'
 echo "  per request: writer $(per_request sqlite-writer cpu) µs CPU, $(per_request sqlite-writer wal) B written;" \
-  "checkpointer $(per_request sqlite-checkpoi cpu) µs CPU"
+  "checkpointer $(per_request sqlite-checkpoi cpu) µs CPU;" \
+  "runtime $(awk -v d=$((runtime_after - runtime_before)) -v t="$ticks" -v ok="$ok" 'BEGIN {printf "%.0f", d / t * 1e6 / ok}') µs CPU"

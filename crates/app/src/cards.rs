@@ -6,6 +6,7 @@
 use crate::consumers::{active_consumer, ensure_consumer};
 use crate::context::{Done, Outcome, RequestContext, claim, complete};
 use crate::error::{Refusal, conflict};
+use crate::issuer_cache::{IssuerKeys, Needs};
 use crate::ports::{StoreExt, StoredEncryptionKey, Tx, VaultedCredentials};
 use crate::{AppError, Platform};
 use cardplane_domain::FieldError;
@@ -17,6 +18,7 @@ use cardplane_domain::issuer::Issuer;
 use cardplane_domain::operation::{HistoryEntry, Operation, OperationStatus};
 use cardplane_domain::product::CardProduct;
 use cardplane_domain::scheme::Scheme;
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// The body of Register card.
@@ -220,19 +222,30 @@ pub(crate) fn new_card_details(id: &CardId) -> String {
 }
 
 impl Platform {
-    /// The issuer and its encryption keys, for decrypting card data outside the write transaction
-    /// (the ECDH is the costliest step of a registration; the writer should not wait for it).
-    async fn issuer_with_keys(&self, ctx: &RequestContext) -> Result<(Issuer, Vec<StoredEncryptionKey>), AppError> {
+    /// The caller's issuer and its encryption keys, for decrypting card data outside the write
+    /// transaction (the ECDH is the costliest step of a registration; the writer should not wait for
+    /// it): as kept by the issuer cache, or read (and kept) when it has none fresh with what `needs`
+    /// asks for.
+    async fn issuer_with_keys(&self, ctx: &RequestContext, needs: Needs<'_>) -> Result<Arc<IssuerKeys>, AppError> {
+        let now = self.clock.now();
+        if let Some(known) = self.issuers.get(&ctx.issuer, now).filter(|k| needs.met_by(k, self.card_data.as_ref())) {
+            return Ok(known);
+        }
+        let seen = self.issuers.generation();
         let id = ctx.issuer.clone();
-        self.store
+        let known = self
+            .store
             .read(move |tx| {
                 Box::pin(async move {
                     let issuer = tx.issuer(&id).await?.ok_or_else(|| AppError::IssuerNotFound(id.clone()))?;
                     let keys = tx.encryption_keys(&id).await?;
-                    Ok((issuer, keys))
+                    Ok(IssuerKeys { issuer, keys })
                 })
             })
-            .await
+            .await?;
+        let known = Arc::new(known);
+        self.issuers.keep(Arc::clone(&known), now, seen);
+        Ok(known)
     }
 
     fn decrypt(
@@ -251,8 +264,9 @@ impl Platform {
         card_id: CardId,
         request: RegisterCard,
     ) -> Result<Done<Outcome>, AppError> {
-        let (issuer, keys) = self.issuer_with_keys(&ctx).await?;
-        let product = product(&issuer, &request.product_id)?.clone();
+        let needs = Needs { product: Some(&request.product_id), card_data: Some(&request.encrypted_data) };
+        let known = self.issuer_with_keys(&ctx, needs).await?;
+        let product = product(&known.issuer, &request.product_id)?.clone();
         if !product.allows_registration() {
             return Err(Refusal::OperationNotAllowed(format!(
                 "card product {} is in authorisation mode {}: register is only for NONE and LIGHT",
@@ -261,7 +275,7 @@ impl Platform {
             ))
             .into());
         }
-        let credentials = self.decrypt(&ctx, &keys, &request.encrypted_data)?;
+        let credentials = self.decrypt(&ctx, &known.keys, &request.encrypted_data)?;
         check_scheme(&credentials, product.scheme)?;
         let vaulted = self.card_data.vault_credentials(&credentials);
         let now = self.clock.now();
@@ -285,7 +299,7 @@ impl Platform {
                         // A final card's id is reused only if D1 did not create it and its product
                         // is not used for transactions [D1].
                         let old_product =
-                            issuer.onboarding.card_products.iter().find(|p| p.id == existing.card.product_id);
+                            known.issuer.onboarding.card_products.iter().find(|p| p.id == existing.card.product_id);
                         let reusable = existing.card.origin == CardOrigin::Registered
                             && old_product.is_some_and(|p| !p.used_for_transactions);
                         if !reusable {
@@ -327,8 +341,8 @@ impl Platform {
     /// Creates a card: cardplane issues its PAN (inside the product's BIN range, never issued
     /// before), expiry and CVV. Answers the new card's id.
     pub async fn create_card(&self, ctx: RequestContext, request: CreateCard) -> Result<Done<Outcome>, AppError> {
-        let (issuer, _) = self.issuer_with_keys(&ctx).await?;
-        let product = product(&issuer, &request.product_id)?.clone();
+        let known = self.issuer_with_keys(&ctx, Needs { product: Some(&request.product_id), card_data: None }).await?;
+        let product = product(&known.issuer, &request.product_id)?.clone();
         let Some(range) = product.bin_range.clone() else {
             return Err(Refusal::OperationNotAllowed(format!(
                 "card product {} has no BIN range: cards of it cannot be created",
@@ -461,8 +475,8 @@ impl Platform {
         let pending = renews && request.encrypted_data.is_none();
         let new_credentials = match (&request.encrypted_data, renews) {
             (Some(jwe), true) => {
-                let (_, keys) = self.issuer_with_keys(&ctx).await?;
-                let credentials = self.decrypt(&ctx, &keys, jwe)?;
+                let known = self.issuer_with_keys(&ctx, Needs { product: None, card_data: Some(jwe) }).await?;
+                let credentials = self.decrypt(&ctx, &known.keys, jwe)?;
                 let vaulted = self.card_data.vault_credentials(&credentials);
                 Some((credentials, vaulted))
             }

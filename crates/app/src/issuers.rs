@@ -29,7 +29,9 @@ impl Platform {
         // Made outside the transaction so the writer is not held up by key generation; thrown away
         // when the issuer already has keys.
         let fresh_key = self.keys.new_encryption_key(&id, now);
-        self.store
+        let changed = id.clone();
+        let onboarded = self
+            .store
             .write(move |tx| {
                 Box::pin(async move {
                     let created_at = tx.issuer(&id).await?.map_or(now, |existing| existing.created_at);
@@ -43,7 +45,9 @@ impl Platform {
                     Ok(OnboardedIssuer { issuer, encryption_keys: public_halves(keys) })
                 })
             })
-            .await
+            .await?;
+        self.issuers.forget(&changed);
+        Ok(onboarded)
     }
 
     pub async fn issuer(&self, id: IssuerId) -> Result<OnboardedIssuer, AppError> {
@@ -113,6 +117,7 @@ impl Platform {
     pub async fn rotate_encryption_key(&self, id: IssuerId) -> Result<EncryptionKey, AppError> {
         let now = self.clock.now();
         let fresh_key = self.keys.new_encryption_key(&id, now);
+        let changed = id.clone();
         let key = self
             .store
             .write(move |tx| {
@@ -126,6 +131,7 @@ impl Platform {
                 })
             })
             .await?;
+        self.issuers.forget(&changed);
         tracing::info!(kid = %key.kid, "encryption key rotated");
         Ok(key)
     }

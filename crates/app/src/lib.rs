@@ -12,6 +12,8 @@
 //!   [`ports::IssuerBackend`] (the calls to the issuer, made only by the worker).
 //! - [`error`]: [`AppError`], how a use case fails, and [`ports::StoreError`].
 //! - [`issuers`]: onboarding, reading issuers, encryption keys and their rotation.
+//! - `issuer_cache`: the issuers and keys card requests need, kept in memory (forgotten on change,
+//!   read again after a second, or when a product or key is missing).
 //! - [`auth`]: granting access tokens for JWT-bearer assertions, and authenticating bearer tokens.
 //! - [`context`]: who is asking ([`context::RequestContext`]) and idempotency keys.
 //! - [`consumers`]: consumers v2: register, update, delete (cascading), get, card list.
@@ -26,6 +28,7 @@ pub mod cards;
 pub mod consumers;
 pub mod context;
 pub mod error;
+mod issuer_cache;
 pub mod issuers;
 pub mod notifications;
 pub mod pending;
@@ -69,12 +72,14 @@ pub struct Platform {
     tokens: Arc<dyn TokenService>,
     clock: Arc<dyn Clock>,
     settings: Arc<PlatformSettings>,
+    /// Issuers and their keys, as card requests need them (`issuer_cache`).
+    issuers: Arc<issuer_cache::IssuerCache>,
 }
 
 impl Platform {
     pub fn new(adapters: Adapters, settings: PlatformSettings) -> Self {
         let Adapters { store, keys, card_data, tokens, clock } = adapters;
-        Self { store, keys, card_data, tokens, clock, settings: Arc::new(settings) }
+        Self { store, keys, card_data, tokens, clock, settings: Arc::new(settings), issuers: Arc::default() }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -438,6 +438,9 @@ pub trait CardDataVault: Send + Sync + 'static {
         field: &str,
     ) -> Result<CardCredentials, FieldError>;
 
+    /// The `kid` that card data (a compact JWE) names in its header, if it has a readable one.
+    fn key_id_of(&self, jwe: &str) -> Option<String>;
+
     /// Encrypts credentials as a compact JWE (`ECDH-ES`, `A256GCM`) to a recipient's P-256 key.
     fn encrypt_card_data(&self, credentials: &CardCredentials, recipient: &P256PublicKey, kid: &KeyId) -> String;
 

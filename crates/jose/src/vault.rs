@@ -245,6 +245,10 @@ impl CardDataVault for Vault {
         CredentialsJson::parse(field, &plaintext)
     }
 
+    fn key_id_of(&self, jwe: &str) -> Option<String> {
+        ParsedJwe::parse(jwe).ok()?.kid().map(str::to_owned)
+    }
+
     fn encrypt_card_data(&self, credentials: &CardCredentials, recipient: &P256PublicKey, kid: &KeyId) -> String {
         let plaintext = serde_json::to_vec(&CredentialsJson::of(credentials)).expect("credentials serialise");
         crate::jwe::encrypt(&plaintext, recipient, kid.as_str())

@@ -1,7 +1,7 @@
 //! Consumers and cards v2, black-box: the life cycle, every operation-table row, the uniqueness
 //! rules, idempotency, and what each accepted change leaves in history and outbox.
 
-use crate::support::{TestApp, assert_refused};
+use crate::support::{TestApp, assert_refused, bank_products};
 use cardplane_app::ports::Clock;
 use cardplane_testkit::backend_tests;
 use reqwest::{Method, StatusCode};
@@ -14,6 +14,49 @@ const VISA_4: &str = "4000056655665556";
 const MC_1: &str = "5555555555554444";
 
 backend_tests! {
+    async fn issuer_changes_reach_card_requests_here_at_once_and_elsewhere_within_a_second(db: TestDatabase) {
+        let app = TestApp::builder(db.backend).start().await;
+        let mut bank = app.bank("BANK000001").await;
+        // A second node on the same database and master key; the issuer's changes are made there.
+        let other = cardplane::server::start_with(app.settings().clone(), app.clock.clone(), std::future::pending())
+            .await
+            .expect("a second node starts");
+        let on_other = |method: Method, path: &str| app.client.request(method, format!("http://{}{path}", other.addr));
+        let onboard_elsewhere = |products: Value| {
+            let body = json!({"name": "Bank BANK000001", "assertionKeys": [{"kid": "sig-1", "jwk": bank.key.public_jwk()}],
+                              "cardProducts": products});
+            on_other(Method::PUT, "/admin/v1/issuers/BANK000001").json(&body).send()
+        };
+        let mut products = bank_products();
+        // This node reads the issuer (and keeps it) for its first registration.
+        assert_eq!(bank.register_card("card-1", "c1", "VISA_LIGHT", VISA_1).await.0, StatusCode::NO_CONTENT);
+
+        // Another node changes a product this node keeps: seen here within a second.
+        products[0]["authorisationMode"] = json!("FULL");
+        assert_eq!(onboard_elsewhere(products.clone()).await.unwrap().status(), StatusCode::OK);
+        app.clock.set(app.clock.now() + time::Duration::seconds(1));
+        assert_refused(&bank.register_card("card-2", "c1", "VISA_LIGHT", VISA_2).await, StatusCode::FORBIDDEN, "OPERATION_NOT_ALLOWED", "card product VISA_LIGHT is in authorisation mode FULL");
+
+        // A product added elsewhere, and a key rotated elsewhere, work here at once: what the kept
+        // issuer lacks is looked for in the database.
+        products.as_array_mut().unwrap().push(json!({"cardProductId": "VISA_NEW", "scheme": "VISA", "authorisationMode": "NONE"}));
+        assert_eq!(onboard_elsewhere(products.clone()).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(bank.register_card("card-3", "c1", "VISA_NEW", VISA_3).await.0, StatusCode::NO_CONTENT);
+        let rotated = on_other(Method::POST, "/admin/v1/issuers/BANK000001/encryption-keys:rotate").send().await.unwrap();
+        assert_eq!(rotated.status(), StatusCode::OK);
+        bank.encryption_jwk = rotated.json::<Value>().await.unwrap();
+        assert_eq!(bank.register_card("card-4", "c1", "VISA_NEW", VISA_4).await.0, StatusCode::NO_CONTENT);
+
+        // A change made on this node is seen here at once.
+        products[0]["authorisationMode"] = json!("LIGHT");
+        let body = json!({"name": "Bank BANK000001", "assertionKeys": [{"kid": "sig-1", "jwk": bank.key.public_jwk()}],
+                          "cardProducts": products});
+        assert_eq!(app.onboard("BANK000001", body).await.0, StatusCode::OK);
+        assert_eq!(bank.register_card("card-2", "c1", "VISA_LIGHT", VISA_2).await.0, StatusCode::NO_CONTENT);
+        other.stop().await.expect("a clean stop");
+        app.stop().await;
+    }
+
     async fn a_card_lives_its_whole_life(db: TestDatabase) {
         let app = TestApp::builder(db.backend).start().await;
         let bank = app.bank("BANK000001").await;
