@@ -25,7 +25,8 @@ trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$DIR"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
 runtime_ticks() { # CPU ticks of the runtime's threads (workers and blocking pool) so far
   for task in /proc/$SERVER/task/*; do
-    [[ "$(cat "$task/comm")" == tokio-rt-worker ]] && awk '{print $14 + $15}' "$task/stat"
+    # A thread may end between the listing and the read: skip it.
+    [[ "$(cat "$task/comm" 2>/dev/null)" == tokio-rt-worker ]] && awk '{print $14 + $15}' "$task/stat" 2>/dev/null
   done | awk '{s += $1} END {print s + 0}'
 }
 "$BIN" bench --url "http://127.0.0.1:$PORT" --scenario "$SCENARIO" --seconds "${SECONDS_PER_PHASE:-6}" \
@@ -41,7 +42,7 @@ ok=$(sed -E 's/.*\(ok ([0-9]+).*/\1/' <<<"$line")
 ticks=$(getconf CLK_TCK)
 per_request() { # thread name (as /proc shows it, 15 characters at most), field
   for task in /proc/$SERVER/task/*; do
-    [[ "$(cat "$task/comm")" == "$1" ]] || continue
+    [[ "$(cat "$task/comm" 2>/dev/null)" == "$1" ]] || continue
     case $2 in
       cpu) awk -v t="$ticks" -v ok="$ok" '{printf "%.0f", ($14 + $15) / t * 1e6 / ok}' "$task/stat" ;;
       wal) awk -v ok="$ok" '/^wchar/ {printf "%.0f", $2 / ok}' "$task/io" ;;
