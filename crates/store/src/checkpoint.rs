@@ -97,16 +97,35 @@ pub(crate) fn checkpoint(conn: &NativeConn, restart_above: i64) -> Result<Checkp
 mod tests {
     use super::*;
 
-    fn open(path: &Path) -> NativeConn {
-        let conn =
-            open_native(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE)
-                .expect("the database opens");
-        conn.0
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 300000",
+    /// A database in a directory of its own, with a table `t`, and two connections to it: the writer
+    /// (which never checkpoints) and the checkpointer's.
+    struct Database {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        writer: NativeConn,
+        checkpointer: NativeConn,
+    }
+
+    fn database() -> Database {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("c.db");
+        let open = || {
+            let conn = open_native(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE,
             )
-            .expect("WAL mode");
-        conn
+            .expect("the database opens");
+            conn.0
+                .execute_batch(
+                    "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 300000",
+                )
+                .expect("WAL mode");
+            conn
+        };
+        let writer = open();
+        writer.0.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").expect("a table");
+        let checkpointer = open();
+        Database { _dir: dir, path, writer, checkpointer }
     }
 
     fn wal_len(path: &Path) -> u64 {
@@ -117,24 +136,20 @@ mod tests {
     /// them it starts over once it passes the limit, and stays bounded however long the writes go on.
     #[test]
     fn the_wal_starts_over_once_it_passes_the_limit() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("c.db");
-        let writer = open(&path);
-        writer.0.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").expect("a table");
-        let checkpointer = open(&path);
+        let Database { path, writer, checkpointer, .. } = &database();
         let commit = |n: i64| {
             writer.0.execute("INSERT INTO t (k, v) VALUES (?1, zeroblob(3000))", [n]).expect("an insert commits");
         };
         for n in 0..200 {
             commit(n);
         }
-        let unchecked = wal_len(&path);
+        let unchecked = wal_len(path);
         assert!(unchecked > 200 * 3000, "the WAL holds every commit: {unchecked} bytes");
 
         let (mut restarts, mut largest) = (0, 0);
         for n in 200..2_000 {
             commit(n);
-            let done = checkpoint(&checkpointer, 64).expect("a checkpoint runs");
+            let done = checkpoint(checkpointer, 64).expect("a checkpoint runs");
             assert!(done.copied <= done.frames, "{done:?}");
             if restarts > 0 {
                 largest = largest.max(done.frames);
@@ -144,7 +159,7 @@ mod tests {
         assert!(restarts > 0, "the log never started over");
         // Once started over, the log is made to start over again whenever it passes 64 frames.
         assert!(largest <= 64 + 8, "after the first restart the WAL grew to {largest} frames");
-        assert!(wal_len(&path) < unchecked, "the WAL file was not cut back");
+        assert!(wal_len(path) < unchecked, "the WAL file was not cut back");
         let rows: i64 = writer.0.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("a count");
         assert_eq!(rows, 2_000, "nothing was lost to a restart");
     }
@@ -152,21 +167,17 @@ mod tests {
     /// A checkpoint below the limit copies the WAL into the database file and never waits.
     #[test]
     fn a_passive_checkpoint_copies_the_wal_into_the_database_file() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("c.db");
-        let writer = open(&path);
-        writer.0.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").expect("a table");
-        let checkpointer = open(&path);
-        let before = std::fs::metadata(&path).expect("the file exists").len();
+        let Database { path, writer, checkpointer, .. } = &database();
+        let before = std::fs::metadata(path).expect("the file exists").len();
         writer.0.execute_batch("BEGIN").expect("a transaction");
         for n in 0..100 {
             writer.0.execute("INSERT INTO t (k, v) VALUES (?1, zeroblob(3000))", [n]).expect("an insert");
         }
         writer.0.execute_batch("COMMIT").expect("a commit");
-        let done = checkpoint(&checkpointer, RESTART_ABOVE).expect("a checkpoint runs");
+        let done = checkpoint(checkpointer, RESTART_ABOVE).expect("a checkpoint runs");
         assert_eq!(done, Checkpointed { frames: done.frames, copied: done.frames, restarted: false });
         assert!(done.frames >= 100, "{done:?}");
-        let after = std::fs::metadata(&path).expect("the file exists").len();
+        let after = std::fs::metadata(path).expect("the file exists").len();
         assert!(after >= before + 100 * 3000, "the database file grew from {before} to {after} bytes");
     }
 }
