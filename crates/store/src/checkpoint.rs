@@ -16,7 +16,8 @@
 //! on any of this: a commit is on disk once the WAL is synced, which the writer does at every commit.
 
 use crate::native::NativeConn;
-use crate::sqlite::open_native;
+use crate::sqlite::{native_backend, open_native};
+use cardplane_app::ports::StoreError;
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
@@ -41,8 +42,8 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts checkpointing the database at `path` on a thread of its own, with a connection of its own.
-    pub(crate) fn start(path: &Path) -> Result<Self, rusqlite::Error> {
-        let conn = open_native(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    pub(crate) fn start(path: &Path) -> Result<Self, StoreError> {
+        let conn = open_native(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(native_backend)?;
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpointer".to_owned())
@@ -53,7 +54,7 @@ impl Checkpointer {
                     }
                 }
             })
-            .expect("a thread can be started");
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(Self { stop, thread })
     }
 

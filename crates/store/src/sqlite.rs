@@ -196,7 +196,7 @@ impl Readers {
     }
 }
 
-fn native_backend(error: rusqlite::Error) -> StoreError {
+pub(crate) fn native_backend(error: rusqlite::Error) -> StoreError {
     backend(native::error(error))
 }
 
@@ -209,7 +209,7 @@ impl SqliteStore {
         MIGRATOR.run(&mut migrations).await.map_err(|e| StoreError::Backend(Box::new(e)))?;
         migrations.close().await.map_err(backend)?;
         let writer = open_writer(options.get_filename())?;
-        let checkpointer = Checkpointer::start(options.get_filename()).map_err(native_backend)?;
+        let checkpointer = Checkpointer::start(options.get_filename())?;
         let readers = Arc::new(Readers::new(options.get_filename()));
         readers.give_back(readers.take().map_err(native_backend)?);
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
