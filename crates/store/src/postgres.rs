@@ -22,7 +22,9 @@ impl_outbox_tx!(
     sqlx,
     take_turns: Some("SELECT pg_advisory_xact_lock(hashtextextended('cardplane-outbox:' || $1, 0))"),
     skip_locked: " FOR UPDATE SKIP LOCKED",
-    lock_queue_row: Some("SELECT 1 FROM delivery_queues WHERE issuer_id = $1 AND card_id = $2 FOR UPDATE")
+    lock_queue_row: Some("SELECT 1 FROM delivery_queues WHERE issuer_id = $1 AND card_id = $2 FOR UPDATE"),
+    // The no-op update locks the row of a card already queued (see `queue_card`).
+    when_queued: "DO UPDATE SET head_seq = delivery_queues.head_seq"
 );
 impl_pending_tx!(PgConnection, sqlx, skip_locked: " FOR UPDATE SKIP LOCKED");
 

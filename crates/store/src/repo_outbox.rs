@@ -101,16 +101,17 @@ pub(crate) fn ready_at(head_next_attempt: Option<i64>, head_lease: Option<i64>) 
 
 /// Implements [`OutboxTx`](cardplane_app::ports::OutboxTx) for `SqlTx<'_, $conn>`, and the upkeep of
 /// the delivery queue (migration 0009) that the outbox writes share. `$take_turns` runs before a
-/// claim (with the issuerId as `$1`), `$skip_locked` ends the claim's selection of cards and
+/// claim (with the issuerId as `$1`), `$skip_locked` ends the claim's selection of cards,
 /// `$lock_queue_row` (with issuerId and cardId) locks a card's queue row before its notifications
-/// change.
+/// change, and `$when_queued` is what enqueueing does to the row of a card already queued.
 macro_rules! impl_outbox_tx {
     (
         $conn:ty,
         $sql:ident,
         take_turns: $take_turns:expr,
         skip_locked: $skip_locked:literal,
-        lock_queue_row: $lock_queue_row:expr
+        lock_queue_row: $lock_queue_row:expr,
+        when_queued: $when_queued:literal
     ) => {
         impl $crate::repo::SqlTx<'_, $conn> {
             /// Puts `card` in the delivery queue once notification `seq`, due at `due`, was added to
@@ -125,24 +126,18 @@ macro_rules! impl_outbox_tx {
                 seq: i64,
                 due: i64,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                // Where nothing is locked (SQLite: one writer runs every transaction), the no-op
-                // update would only rewrite the row, a page in the write-ahead log.
-                let locks: Option<&str> = $lock_queue_row;
-                let sql = if locks.is_some() {
+                $sql::query(concat!(
                     "INSERT INTO delivery_queues (issuer_id, card_id, ready_at, head_seq) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (issuer_id, card_id) DO UPDATE SET head_seq = delivery_queues.head_seq"
-                } else {
-                    "INSERT INTO delivery_queues (issuer_id, card_id, ready_at, head_seq) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (issuer_id, card_id) DO NOTHING"
-                };
-                $sql::query(sql)
-                    .bind(issuer)
-                    .bind(card)
-                    .bind(due)
-                    .bind(seq)
-                    .execute(&mut *self.conn)
-                    .await
-                    .map_err($crate::repo::backend)?;
+                     ON CONFLICT (issuer_id, card_id) ",
+                    $when_queued
+                ))
+                .bind(issuer)
+                .bind(card)
+                .bind(due)
+                .bind(seq)
+                .execute(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
                 Ok(())
             }
 

@@ -39,7 +39,16 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 impl_tx!(NativeConn, native);
 impl_card_tx!(NativeConn, native);
-impl_outbox_tx!(NativeConn, native, take_turns: None, skip_locked: "", lock_queue_row: None);
+// One writer runs every transaction: nothing to lock, and a no-op update of a card already queued
+// would only rewrite its row, a page in the write-ahead log.
+impl_outbox_tx!(
+    NativeConn,
+    native,
+    take_turns: None,
+    skip_locked: "",
+    lock_queue_row: None,
+    when_queued: "DO NOTHING"
+);
 impl_pending_tx!(NativeConn, native, skip_locked: "");
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
