@@ -246,7 +246,7 @@ impl CardDataVault for Vault {
     }
 
     fn key_id_of(&self, jwe: &str) -> Option<String> {
-        ParsedJwe::parse(jwe).ok()?.kid().map(str::to_owned)
+        crate::jwe::key_id(jwe)
     }
 
     fn encrypt_card_data(&self, credentials: &CardCredentials, recipient: &P256PublicKey, kid: &KeyId) -> String {
