@@ -6,13 +6,13 @@
 //! *recorded* (delivered, retry at, or dead-lettered). A worker that dies between the first and the
 //! last step leaves a lease that runs out, and the batch is sent again: at least once, never lost.
 
-use crate::ports::{IssuerBackend, Lease, StoreExt};
+use crate::ports::{AttemptEnded, IssuerBackend, Lease, StoreExt};
 use crate::{AppError, Platform};
 use cardplane_domain::delivery::{AfterAttempt, AttemptOutcome, Delivery, DeliveryState, after_attempt};
 use cardplane_domain::ids::IssuerId;
 use cardplane_domain::issuer::CallbackSettings;
 use cardplane_domain::operation::Operation;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 /// What one turn of the worker did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +23,12 @@ pub enum Turn {
     Attempted(usize),
 }
 
-/// The most notifications claimed at once for an issuer without callback settings (they are
-/// dead-lettered, with the reason, to be redelivered once the issuer is given a callback).
+/// The most notifications dead-lettered at once for an issuer without callback settings (to be
+/// redelivered by the operator once the issuer has a callback).
 const UNDELIVERABLE_BATCH: usize = 100;
+
+/// Why a notification to an issuer without callback settings is dead-lettered.
+const NO_CALLBACK: &str = "the issuer has no callback settings";
 
 impl Platform {
     /// Claims the oldest batch that can be sent now, sends it through `backend`, and records the
@@ -38,66 +41,84 @@ impl Platform {
         lease: Duration,
     ) -> Result<Turn, AppError> {
         let now = self.clock.now();
-        let Some(issuer_id) =
-            self.store.read(move |tx| Box::pin(async move { Ok(tx.next_due_issuer(now).await?) })).await?
-        else {
-            return Ok(Turn::Idle);
-        };
-        let lease = Lease { owner: owner.to_owned(), until: now + lease };
-        let (issuer, batch) = self
+        // Who has waited longest, and where to reach them: a read, so the writer is not asked.
+        let due = self
             .store
-            .write(move |tx| {
+            .read(move |tx| {
                 Box::pin(async move {
-                    let issuer = tx.issuer(&issuer_id).await?;
-                    let callback = issuer.as_ref().and_then(|i| i.onboarding.callback.clone());
-                    let limit = callback.as_ref().map_or(UNDELIVERABLE_BATCH, |c| usize::from(c.max_batch_size));
-                    let batch = tx.claim_deliveries(&issuer_id, now, &lease, limit).await?;
-                    Ok(((issuer_id, callback), batch))
+                    let Some(issuer_id) = tx.next_due_issuer(now).await? else { return Ok(None) };
+                    let callback = tx.issuer(&issuer_id).await?.and_then(|i| i.onboarding.callback);
+                    Ok(Some((issuer_id, callback)))
                 })
             })
+            .await?;
+        let Some((issuer_id, callback)) = due else { return Ok(Turn::Idle) };
+        let Some(callback) = callback else { return self.dead_letter_undeliverable(issuer_id, now).await };
+        let lease = Lease { owner: owner.to_owned(), until: now + lease };
+        let limit = usize::from(callback.max_batch_size);
+        let claimed_for = issuer_id.clone();
+        let batch = self
+            .store
+            .write(move |tx| Box::pin(async move { Ok(tx.claim_deliveries(&claimed_for, now, &lease, limit).await?) }))
             .await?;
         if batch.is_empty() {
             // Another worker claimed them between our look and our claim.
             return Ok(Turn::Attempted(0));
         }
-        let (issuer_id, callback) = issuer;
-        let operations: Vec<Operation> = batch.iter().map(|d| d.operation.clone()).collect();
-        let outcomes = match &callback {
-            Some(callback) => send(backend, &issuer_id, callback, &operations).await,
-            None => {
-                let refused = AttemptOutcome::Rejected { error: "the issuer has no callback settings".to_owned() };
-                vec![refused; operations.len()]
-            }
-        };
+        let (operations, attempts_before): (Vec<Operation>, Vec<u32>) =
+            batch.into_iter().map(|d| (d.operation, d.attempts)).unzip();
+        let outcomes = send(backend, &issuer_id, &callback, &operations).await;
         let finished = self.clock.now();
         if let Some(outcome) = outcomes.iter().find(|o| **o != AttemptOutcome::Delivered).or(outcomes.first()) {
             log_outcome(&issuer_id, &operations, outcome);
         }
+        let attempts: Vec<AttemptEnded> = operations
+            .iter()
+            .zip(attempts_before)
+            .zip(outcomes)
+            .map(|((operation, before), outcome)| AttemptEnded {
+                operation_id: operation.operation_id.clone(),
+                card_id: operation.card_id.clone(),
+                after: after_attempt(before + 1, outcome, finished),
+            })
+            .collect();
+        log_dead_letters(&issuer_id, &attempts);
         let owner = owner.to_owned();
-        let attempted = batch.len();
-        self.store
+        let attempted = attempts.len();
+        let lost = self
+            .store
             .write(move |tx| {
-                Box::pin(async move {
-                    for (delivery, outcome) in batch.iter().zip(outcomes) {
-                        let after = after_attempt(delivery.attempts + 1, outcome, finished);
-                        if let AfterAttempt::Dead { error } = &after {
-                            tracing::warn!(
-                                issuer = %issuer_id, operation_id = %delivery.operation.operation_id, %error,
-                                "notification dead-lettered"
-                            );
-                        }
-                        if !tx.record_attempt(&delivery.operation.operation_id, &owner, finished, &after).await? {
-                            tracing::warn!(
-                                operation_id = %delivery.operation.operation_id,
-                                "the lease on a notification ran out during its delivery; another worker took it"
-                            );
-                        }
-                    }
-                    Ok(())
-                })
+                Box::pin(async move { Ok(tx.record_attempts(&issuer_id, &owner, finished, &attempts).await?) })
             })
             .await?;
+        if let Some(first) = lost.first() {
+            tracing::warn!(
+                count = lost.len(), first_operation_id = %first,
+                "the lease on notifications ran out during their delivery; another worker took them"
+            );
+        }
         Ok(Turn::Attempted(attempted))
+    }
+
+    /// Dead-letters a batch of what the issuer, which has no callback settings, could be sent now:
+    /// in one unit of work, as nothing is sent (no lease to take and release).
+    async fn dead_letter_undeliverable(&self, issuer_id: IssuerId, now: OffsetDateTime) -> Result<Turn, AppError> {
+        let issuer = issuer_id.clone();
+        let dead = self
+            .store
+            .write(move |tx| {
+                Box::pin(
+                    async move { Ok(tx.dead_letter_sendable(&issuer, now, UNDELIVERABLE_BATCH, NO_CALLBACK).await?) },
+                )
+            })
+            .await?;
+        if let (Some(first), Some(last)) = (dead.first(), dead.last()) {
+            tracing::warn!(
+                issuer = %issuer_id, count = dead.len(), first_operation_id = %first, last_operation_id = %last,
+                error = NO_CALLBACK, "notifications dead-lettered"
+            );
+        }
+        Ok(Turn::Attempted(dead.len()))
     }
 
     /// The issuer's notifications with their delivery records, optionally only those in `state`.
@@ -151,6 +172,19 @@ async fn send(
         rest = &rest[sent..];
     }
     outcomes
+}
+
+/// One line for the notifications of a batch that were dead-lettered (the admin API lists each
+/// with its error).
+fn log_dead_letters(issuer: &IssuerId, attempts: &[AttemptEnded]) {
+    let mut dead = attempts.iter().filter_map(|a| match &a.after {
+        AfterAttempt::Dead { error } => Some((a.operation_id.as_str(), error.as_str())),
+        _ => None,
+    });
+    if let Some((first, error)) = dead.next() {
+        let count = 1 + dead.count();
+        tracing::warn!(issuer = %issuer, count, first_operation_id = first, %error, "notifications dead-lettered");
+    }
 }
 
 fn log_outcome(issuer: &IssuerId, operations: &[Operation], outcome: &AttemptOutcome) {

@@ -212,6 +212,14 @@ pub struct Lease {
     pub until: OffsetDateTime,
 }
 
+/// How an attempt on a leased notification of card `card_id` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptEnded {
+    pub operation_id: String,
+    pub card_id: CardId,
+    pub after: AfterAttempt,
+}
+
 /// The notification outbox, as the worker and the admin API see it (outbound.md §2).
 ///
 /// A notification *can be sent now* when it is pending, due, not leased, and no earlier pending
@@ -235,15 +243,28 @@ pub trait OutboxTx: Send {
         lease: &Lease,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError>;
-    /// Records the end of an attempt on a notification `owner` leased, and releases it. `false` when
-    /// the lease was lost meanwhile (it expired and another worker took the notification).
-    async fn record_attempt(
+    /// Records how the attempts on notifications of `issuer` that `owner` leased ended, and releases
+    /// them; each card's place in the queue is set once, after all of its notifications. The
+    /// operationIds of those whose lease was lost meanwhile (it expired and another worker took the
+    /// notification), which are left as they are.
+    async fn record_attempts(
         &mut self,
-        operation_id: &str,
+        issuer: &IssuerId,
         owner: &str,
         attempted_at: OffsetDateTime,
-        after: &AfterAttempt,
-    ) -> Result<bool, StoreError>;
+        attempts: &[AttemptEnded],
+    ) -> Result<Vec<String>, StoreError>;
+    /// Dead-letters, with `error`, what [`OutboxTx::claim_deliveries`] would have leased (the same
+    /// choice of cards and notifications), as one attempt made at `now`: for an issuer that cannot be
+    /// sent anything (it has no callback settings), for which a lease would only be written to be
+    /// released. Their operationIds, in the order they happened.
+    async fn dead_letter_sendable(
+        &mut self,
+        issuer: &IssuerId,
+        now: OffsetDateTime,
+        limit: usize,
+        error: &str,
+    ) -> Result<Vec<String>, StoreError>;
     /// The issuer's notifications in the order they happened, optionally only those in `state`.
     async fn deliveries(
         &mut self,

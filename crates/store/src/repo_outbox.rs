@@ -99,6 +99,25 @@ pub(crate) fn ready_at(head_next_attempt: Option<i64>, head_lease: Option<i64>) 
     head_next_attempt.unwrap_or(i64::MIN).max(head_lease.unwrap_or(i64::MIN))
 }
 
+/// An `UPDATE` of what card `$2` of issuer `$1` can send at `$4`: its oldest pending notifications
+/// (`$3` at most), up to the first that is not due or is leased (per-card order). `$set` is the
+/// `SET` list (its own parameters from `$5` on), `$returning` the `RETURNING` list. A claim leases
+/// the run; a dead-lettering ends it.
+macro_rules! update_sendable_run {
+    ($set:literal, $returning:expr) => {
+        concat!(
+            "WITH run AS (SELECT seq, next_attempt_at, lease_until FROM operations \
+             WHERE issuer_id = $1 AND card_id = $2 AND delivery_state = 'PENDING' ORDER BY seq LIMIT $3) \
+             UPDATE operations SET ",
+            $set,
+            " WHERE seq IN (SELECT seq FROM run WHERE seq < COALESCE((SELECT MIN(seq) FROM run \
+             WHERE next_attempt_at > $4 OR lease_until > $4), 9223372036854775807)) RETURNING ",
+            $returning
+        )
+    };
+}
+pub(crate) use update_sendable_run;
+
 /// Implements [`OutboxTx`](cardplane_app::ports::OutboxTx) for `SqlTx<'_, $conn>`, and the upkeep of
 /// the delivery queue (migration 0009) that the outbox writes share. `$take_turns` runs before a
 /// claim (with the issuerId as `$1`), `$skip_locked` ends the claim's selection of cards,
@@ -141,33 +160,52 @@ macro_rules! impl_outbox_tx {
                 Ok(())
             }
 
-            /// Locks the queue row of the card of notification `operation_id` (PostgreSQL), before
-            /// the notification itself is changed: a claim locks queue rows, then notifications, and
-            /// taking them in the other order could deadlock with it (a lease that ran out while its
-            /// batch was being sent, or a redelivery, racing a claim of the same card).
+            /// Locks the card's queue row (PostgreSQL) before its notifications are changed: a claim
+            /// locks queue rows, then notifications, and taking them in the other order could
+            /// deadlock with it (an attempt recorded after its lease ran out, or a redelivery, racing
+            /// a claim of the same card).
+            pub(crate) async fn lock_queue_row(
+                &mut self,
+                issuer: &str,
+                card: &str,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                let lock_queue_row: Option<&str> = $lock_queue_row;
+                if let Some(sql) = lock_queue_row {
+                    $sql::query(sql)
+                        .bind(issuer)
+                        .bind(card)
+                        .execute(&mut *self.conn)
+                        .await
+                        .map_err($crate::repo::backend)?;
+                }
+                Ok(())
+            }
+
+            /// [`Self::lock_queue_row`] for the card of notification `operation_id`.
             pub(crate) async fn lock_queue_of(
                 &mut self,
                 operation_id: &str,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                use $crate::repo::backend;
                 let lock_queue_row: Option<&str> = $lock_queue_row;
-                let Some(sql) = lock_queue_row else { return Ok(()) };
+                if lock_queue_row.is_none() {
+                    return Ok(());
+                }
                 let card: Option<(String, String)> =
                     $sql::query_as("SELECT issuer_id, card_id FROM operations WHERE operation_id = $1")
                         .bind(operation_id)
                         .fetch_optional(&mut *self.conn)
                         .await
-                        .map_err(backend)?;
-                if let Some((issuer, card)) = card {
-                    $sql::query(sql).bind(issuer).bind(card).execute(&mut *self.conn).await.map_err(backend)?;
+                        .map_err($crate::repo::backend)?;
+                match card {
+                    Some((issuer, card)) => self.lock_queue_row(&issuer, &card).await,
+                    None => Ok(()),
                 }
-                Ok(())
             }
 
             /// Sets the card's place in the delivery queue from its oldest pending notification, or
             /// takes it out when nothing is pending: after any change to a head (delivered, retried,
             /// dead-lettered, redelivered). The caller already holds the queue row's lock on
-            /// PostgreSQL (a claim's mark, or [`Self::lock_queue_of`]), so the head is read after any
+            /// PostgreSQL (a claim's mark, or [`Self::lock_queue_row`]), so the head is read after any
             /// enqueue that held the row has committed (see [`Self::queue_card`]).
             pub(crate) async fn requeue_card(
                 &mut self,
@@ -259,24 +297,16 @@ macro_rules! impl_outbox_tx {
                     let claimed: Vec<DeliveryRow> = if room == 0 {
                         Vec::new()
                     } else {
-                        // The card's oldest `room` pending notifications, up to the first that is not
-                        // due or is leased (per-card order).
-                        $sql::query_as(concat!(
-                            "WITH run AS (SELECT seq, next_attempt_at, lease_until FROM operations \
-                             WHERE issuer_id = $1 AND card_id = $2 AND delivery_state = 'PENDING' \
-                             ORDER BY seq LIMIT $3) \
-                             UPDATE operations SET lease_owner = $4, lease_until = $5 WHERE seq IN \
-                             (SELECT seq FROM run WHERE seq < COALESCE((SELECT MIN(seq) FROM run \
-                             WHERE next_attempt_at > $6 OR lease_until > $6), 9223372036854775807)) \
-                             RETURNING ",
+                        $sql::query_as($crate::repo_outbox::update_sendable_run!(
+                            "lease_owner = $5, lease_until = $6",
                             $crate::repo_outbox::delivery_columns!()
                         ))
                         .bind(issuer.as_str())
                         .bind(card.as_str())
                         .bind(as_limit(room))
+                        .bind(now)
                         .bind(lease.owner.as_str())
                         .bind(until)
-                        .bind(now)
                         .fetch_all(&mut *self.conn)
                         .await
                         .map_err(backend)?
@@ -292,35 +322,110 @@ macro_rules! impl_outbox_tx {
                 rows.into_iter().map(DeliveryRow::into_delivery).collect()
             }
 
-            async fn record_attempt(
+            async fn record_attempts(
                 &mut self,
-                operation_id: &str,
+                issuer: &cardplane_domain::ids::IssuerId,
                 owner: &str,
                 attempted_at: time::OffsetDateTime,
-                after: &cardplane_domain::delivery::AfterAttempt,
-            ) -> Result<bool, cardplane_app::ports::StoreError> {
+                attempts: &[cardplane_app::ports::AttemptEnded],
+            ) -> Result<Vec<String>, cardplane_app::ports::StoreError> {
                 use $crate::repo::{backend, micros};
-                let (state, next_attempt_at, error, delivered_at) = $crate::repo_outbox::attempt_columns(after);
-                self.lock_queue_of(operation_id).await?;
-                let card: Option<(String, String)> = $sql::query_as(
-                    "UPDATE operations SET attempts = attempts + 1, last_attempt_at = $1, delivery_state = $2, \
-                     next_attempt_at = $3, last_error = COALESCE($4, last_error), delivered_at = $5, \
-                     lease_owner = NULL, lease_until = NULL WHERE operation_id = $6 AND lease_owner = $7 \
-                     RETURNING issuer_id, card_id",
-                )
-                .bind(micros(attempted_at))
-                .bind(state)
-                .bind(next_attempt_at)
-                .bind(error)
-                .bind(delivered_at)
-                .bind(operation_id)
-                .bind(owner)
-                .fetch_optional(&mut *self.conn)
+                let mut cards: Vec<&str> = attempts.iter().map(|a| a.card_id.as_str()).collect();
+                cards.sort_unstable();
+                cards.dedup();
+                // In one order whoever records, so that two recorders cannot deadlock either.
+                for card in &cards {
+                    self.lock_queue_row(issuer.as_str(), card).await?;
+                }
+                let mut lost = Vec::new();
+                for attempt in attempts {
+                    let (state, next_attempt_at, error, delivered_at) =
+                        $crate::repo_outbox::attempt_columns(&attempt.after);
+                    let done = $sql::query(
+                        "UPDATE operations SET attempts = attempts + 1, last_attempt_at = $1, delivery_state = $2, \
+                         next_attempt_at = $3, last_error = COALESCE($4, last_error), delivered_at = $5, \
+                         lease_owner = NULL, lease_until = NULL \
+                         WHERE operation_id = $6 AND lease_owner = $7 AND issuer_id = $8",
+                    )
+                    .bind(micros(attempted_at))
+                    .bind(state)
+                    .bind(next_attempt_at)
+                    .bind(error)
+                    .bind(delivered_at)
+                    .bind(attempt.operation_id.as_str())
+                    .bind(owner)
+                    .bind(issuer.as_str())
+                    .execute(&mut *self.conn)
+                    .await
+                    .map_err(backend)?;
+                    if done.rows_affected() == 0 {
+                        lost.push(attempt.operation_id.clone());
+                    }
+                }
+                for card in cards {
+                    // A card all of whose leases were lost is another worker's now: left as it is.
+                    let recorded =
+                        attempts.iter().any(|a| a.card_id.as_str() == card && !lost.contains(&a.operation_id));
+                    if recorded {
+                        self.requeue_card(issuer.as_str(), card).await?;
+                    }
+                }
+                Ok(lost)
+            }
+
+            async fn dead_letter_sendable(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                now: time::OffsetDateTime,
+                limit: usize,
+                error: &str,
+            ) -> Result<Vec<String>, cardplane_app::ports::StoreError> {
+                use $crate::repo::{backend, micros};
+                let take_turns: Option<&str> = $take_turns;
+                if let Some(sql) = take_turns {
+                    $sql::query(sql).bind(issuer.as_str()).execute(&mut *self.conn).await.map_err(backend)?;
+                }
+                let now = micros(now);
+                let as_limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+                // The cards a claim would take, in the order it gives them room (oldest head first).
+                let mut cards: Vec<(String, i64)> = $sql::query_as(concat!(
+                    "SELECT card_id, head_seq FROM delivery_queues WHERE issuer_id = $1 AND ready_at <= $2 \
+                     ORDER BY ready_at, head_seq LIMIT $3",
+                    $skip_locked
+                ))
+                .bind(issuer.as_str())
+                .bind(now)
+                .bind(as_limit(limit))
+                .fetch_all(&mut *self.conn)
                 .await
                 .map_err(backend)?;
-                let Some((issuer, card)) = card else { return Ok(false) };
-                self.requeue_card(&issuer, &card).await?;
-                Ok(true)
+                cards.sort_by_key(|(_, head)| *head);
+                let share = $crate::repo_outbox::share_per_card(limit, cards.len());
+                let mut ended: Vec<(String, i64)> = Vec::with_capacity(limit);
+                for (card, _) in &cards {
+                    let room = share.min(limit - ended.len());
+                    if room == 0 {
+                        break;
+                    }
+                    let run: Vec<(String, i64)> = $sql::query_as($crate::repo_outbox::update_sendable_run!(
+                        "attempts = attempts + 1, last_attempt_at = $4, delivery_state = 'DEAD', \
+                         next_attempt_at = NULL, last_error = $5, lease_owner = NULL, lease_until = NULL",
+                        "operation_id, seq"
+                    ))
+                    .bind(issuer.as_str())
+                    .bind(card.as_str())
+                    .bind(as_limit(room))
+                    .bind(now)
+                    .bind(error)
+                    .fetch_all(&mut *self.conn)
+                    .await
+                    .map_err(backend)?;
+                    // Its head moved on (or, if nothing could go, the queue was behind).
+                    self.requeue_card(issuer.as_str(), card).await?;
+                    ended.extend(run);
+                }
+                ended.sort_by_key(|(_, seq)| *seq);
+                Ok(ended.into_iter().map(|(id, _)| id).collect())
             }
 
             async fn deliveries(

@@ -1,6 +1,6 @@
 //! The outbox contract, run on both backends: claims, per-card order, leases, attempts, redelivery.
 
-use cardplane_app::ports::{Lease, Store, StoreExt};
+use cardplane_app::ports::{AttemptEnded, Lease, Store, StoreExt};
 use cardplane_domain::card::OperationKind;
 use cardplane_domain::delivery::{AfterAttempt, Delivery, DeliveryState};
 use cardplane_domain::ids::{CardId, IssuerId};
@@ -70,16 +70,48 @@ async fn claim(store: &Arc<dyn Store>, issuer_id: &str, now: OffsetDateTime, own
     claimed.into_iter().map(|d| d.operation.operation_id).collect()
 }
 
+/// Records how the attempts on `(operationId, cardId, after)` of `issuer_id`, leased by `owner`,
+/// ended: `true` if `owner` still held them all.
 async fn record(
     store: &Arc<dyn Store>,
-    operation_id: &str,
+    issuer_id: &str,
     owner: &str,
     now: OffsetDateTime,
-    after: AfterAttempt,
+    attempts: &[(&str, &str, AfterAttempt)],
 ) -> bool {
-    let (operation_id, owner) = (operation_id.to_owned(), owner.to_owned());
+    record_lost(store, issuer_id, owner, now, attempts).await.is_empty()
+}
+
+/// [`record`], answering which operationIds' leases were lost.
+async fn record_lost(
+    store: &Arc<dyn Store>,
+    issuer_id: &str,
+    owner: &str,
+    now: OffsetDateTime,
+    attempts: &[(&str, &str, AfterAttempt)],
+) -> Vec<String> {
+    let (issuer_id, owner) = (issuer(issuer_id), owner.to_owned());
+    let attempts: Vec<AttemptEnded> = attempts
+        .iter()
+        .map(|(id, card, after)| AttemptEnded {
+            operation_id: (*id).to_owned(),
+            card_id: CardId::parse(*card).unwrap(),
+            after: after.clone(),
+        })
+        .collect();
     store
-        .write(move |tx| Box::pin(async move { Ok(tx.record_attempt(&operation_id, &owner, now, &after).await?) }))
+        .write(move |tx| Box::pin(async move { Ok(tx.record_attempts(&issuer_id, &owner, now, &attempts).await?) }))
+        .await
+        .unwrap()
+}
+
+/// Dead-letters what `issuer_id` could be sent at `now`, `limit` at most.
+async fn dead_letter(store: &Arc<dyn Store>, issuer_id: &str, now: OffsetDateTime, limit: usize) -> Vec<String> {
+    let issuer_id = issuer(issuer_id);
+    store
+        .write(move |tx| {
+            Box::pin(async move { Ok(tx.dead_letter_sendable(&issuer_id, now, limit, "no callback").await?) })
+        })
         .await
         .unwrap()
 }
@@ -106,8 +138,13 @@ backend_tests! {
         assert_eq!(next_due(&store, at(0)).await, Some(issuer("ISSUER000B")));
         // A worker that died: its lease runs out and the notifications can be claimed again.
         assert_eq!(claim(&store, "ISSUER000A", at(61), "w3", 10).await, ["op-1", "op-2", "op-3"]);
-        assert!(!record(&store, "op-1", "w1", at(62), AfterAttempt::Delivered { at: at(62) }).await, "w1 lost its lease");
-        assert!(record(&store, "op-1", "w3", at(62), AfterAttempt::Delivered { at: at(62) }).await);
+        let delivered = AfterAttempt::Delivered { at: at(62) };
+        assert_eq!(
+            record_lost(&store, "ISSUER000A", "w1", at(62), &[("op-1", "card-1", delivered.clone())]).await,
+            ["op-1"],
+            "w1 lost its lease"
+        );
+        assert!(record(&store, "ISSUER000A", "w3", at(62), &[("op-1", "card-1", delivered)]).await);
         let all = deliveries(&store, "ISSUER000A", None).await;
         assert_eq!(all.iter().map(|d| d.state).collect::<Vec<_>>(), [DeliveryState::Delivered, DeliveryState::Pending, DeliveryState::Pending]);
         assert_eq!(all[0].attempts, 1);
@@ -122,14 +159,14 @@ backend_tests! {
         assert_eq!(claim(&store, "ISSUER000A", at(0), "w1", 10).await, ["a-1", "b-1", "a-2", "a-3"]);
         // a-1 fails and waits for a retry; a-2 and a-3 must wait behind it, b-1 need not.
         let retry = AfterAttempt::RetryAt { at: at(5), error: "HTTP 503".into() };
-        for id in ["a-1", "b-1", "a-2", "a-3"] {
-            assert!(record(&store, id, "w1", at(0), retry.clone()).await);
-        }
+        let attempts = [("a-1", "card-a"), ("b-1", "card-b"), ("a-2", "card-a"), ("a-3", "card-a")]
+            .map(|(id, card)| (id, card, retry.clone()));
+        assert!(record(&store, "ISSUER000A", "w1", at(0), &attempts).await);
         assert_eq!(claim(&store, "ISSUER000A", at(4), "w1", 10).await, Vec::<String>::new());
         assert_eq!(claim(&store, "ISSUER000A", at(5), "w1", 1).await, ["a-1"]);
         // While a-1 is out, a later notification of its card is not handed to another worker.
         assert_eq!(claim(&store, "ISSUER000A", at(5), "w2", 10).await, ["b-1"]);
-        assert!(record(&store, "a-1", "w1", at(6), AfterAttempt::Dead { error: "HTTP 400".into() }).await);
+        assert!(record(&store, "ISSUER000A", "w1", at(6), &[("a-1", "card-a", AfterAttempt::Dead { error: "HTTP 400".into() })]).await);
         // A dead letter does not hold the card's later notifications back.
         assert_eq!(claim(&store, "ISSUER000A", at(6), "w2", 10).await, ["a-2", "a-3"]);
         let dead = deliveries(&store, "ISSUER000A", Some(DeliveryState::Dead)).await;
@@ -157,10 +194,11 @@ backend_tests! {
         assert_eq!(claim(&store, "ISSUER000A", at(0), "w3", 3).await, Vec::<String>::new());
         assert_eq!(next_due(&store, at(0)).await, None, "both cards are out");
         // Delivering part of w1's run keeps the card held by the rest of it.
-        assert!(record(&store, "a-000", "w1", at(1), AfterAttempt::Delivered { at: at(1) }).await);
+        let delivered = AfterAttempt::Delivered { at: at(1) };
+        assert!(record(&store, "ISSUER000A", "w1", at(1), &[("a-000", "card-a", delivered.clone())]).await);
         assert_eq!(claim(&store, "ISSUER000A", at(1), "w3", 3).await, Vec::<String>::new());
-        assert!(record(&store, "a-001", "w1", at(1), AfterAttempt::Delivered { at: at(1) }).await);
-        assert!(record(&store, "a-002", "w1", at(1), AfterAttempt::Delivered { at: at(1) }).await);
+        let rest = [("a-001", "card-a", delivered.clone()), ("a-002", "card-a", delivered)];
+        assert!(record(&store, "ISSUER000A", "w1", at(1), &rest).await);
         assert_eq!(next_due(&store, at(1)).await, Some(issuer("ISSUER000A")));
         assert_eq!(claim(&store, "ISSUER000A", at(1), "w3", 2).await, ["a-003", "a-004"]);
     }
@@ -195,7 +233,7 @@ backend_tests! {
         let store = open(&db).await;
         enqueue(&store, "ISSUER000A", &[("op-1", "card-1")]).await;
         claim(&store, "ISSUER000A", at(0), "w1", 10).await;
-        record(&store, "op-1", "w1", at(0), AfterAttempt::Dead { error: "HTTP 404".into() }).await;
+        record(&store, "ISSUER000A", "w1", at(0), &[("op-1", "card-1", AfterAttempt::Dead { error: "HTTP 404".into() })]).await;
         assert_eq!(next_due(&store, at(100)).await, None, "a dead letter is not retried by itself");
         let redelivered = store
             .write(|tx| Box::pin(async move { Ok(tx.redeliver("op-1", at(100)).await?) }))
@@ -208,6 +246,32 @@ backend_tests! {
         assert_eq!((again.state, again.attempts, again.next_attempt_at), (DeliveryState::Pending, 0, Some(at(100))));
         assert_eq!(again.last_error.as_deref(), Some("HTTP 404"), "the last error stays visible");
         assert_eq!(claim(&store, "ISSUER000A", at(100), "w1", 10).await, ["op-1"]);
+    }
+
+    async fn what_could_go_to_an_issuer_without_a_callback_is_dead_lettered_at_once(db: TestDatabase) {
+        let store = open(&db).await;
+        // card-c's first notification is out with a worker (it had a callback then).
+        enqueue(&store, "ISSUER000A", &[("c-1", "card-c")]).await;
+        assert_eq!(claim(&store, "ISSUER000A", at(0), "w1", 1).await, ["c-1"]);
+        enqueue(&store, "ISSUER000A", &[("a-1", "card-a"), ("b-1", "card-b"), ("a-2", "card-a"), ("c-2", "card-c")]).await;
+        enqueue(&store, "ISSUER000B", &[("x-1", "card-x")]).await;
+        assert_eq!(dead_letter(&store, "ISSUER000A", at(1), 10).await, ["a-1", "b-1", "a-2"], "c-2 waits behind c-1");
+        let dead = deliveries(&store, "ISSUER000A", Some(DeliveryState::Dead)).await;
+        for letter in &dead {
+            assert_eq!((letter.attempts, letter.last_error.as_deref()), (1, Some("no callback")));
+            assert_eq!((letter.last_attempt_at, letter.next_attempt_at), (Some(at(1)), None));
+        }
+        assert_eq!(next_due(&store, at(1)).await, Some(issuer("ISSUER000B")), "the other issuer is untouched");
+        assert!(record(&store, "ISSUER000A", "w1", at(2), &[("c-1", "card-c", AfterAttempt::Delivered { at: at(2) })]).await);
+        assert_eq!(dead_letter(&store, "ISSUER000A", at(2), 10).await, ["c-2"]);
+        // No more than asked for, oldest first; the rest stays queued.
+        enqueue(&store, "ISSUER000A", &[("d-1", "card-d"), ("d-2", "card-d"), ("d-3", "card-d")]).await;
+        assert_eq!(dead_letter(&store, "ISSUER000A", at(3), 2).await, ["d-1", "d-2"]);
+        let pending = deliveries(&store, "ISSUER000A", Some(DeliveryState::Pending)).await;
+        assert_eq!(pending.iter().map(|d| d.operation.operation_id.as_str()).collect::<Vec<_>>(), ["d-3"]);
+        assert_eq!(dead_letter(&store, "ISSUER000A", at(3), 2).await, ["d-3"]);
+        assert_eq!(dead_letter(&store, "ISSUER000A", at(3), 2).await, Vec::<String>::new());
+        assert_eq!(next_due(&store, at(3)).await, Some(issuer("ISSUER000B")));
     }
 }
 
@@ -242,9 +306,13 @@ async fn concurrent_claims_on_postgres_never_overlap() {
                 for card in &cards {
                     cards_out.lock().unwrap().remove(card);
                 }
-                for id in batch {
-                    assert!(record(&store, &id, &owner, at(0), AfterAttempt::Delivered { at: at(0) }).await);
-                }
+                let cards: Vec<String> = batch.iter().map(|id| format!("card-{}", card_of(id))).collect();
+                let attempts: Vec<(&str, &str, AfterAttempt)> = batch
+                    .iter()
+                    .zip(&cards)
+                    .map(|(id, card)| (id.as_str(), card.as_str(), AfterAttempt::Delivered { at: at(0) }))
+                    .collect();
+                assert!(record(&store, "ISSUER000A", &owner, at(0), &attempts).await);
             }
             claims
         })
@@ -337,6 +405,26 @@ fn sendable(model: &[Notification], issuer_id: &str, now: i64) -> Vec<String> {
     out
 }
 
+/// Checks what a claim (or a dead-lettering) took for `issuer_id` at `now` against the per-card
+/// order rule: something if anything may go, no more than `limit`, nothing that may not go, in the
+/// order they happened, and nothing of a card without what may go before it on that card.
+fn check_taken(model: &[Notification], issuer_id: &str, now: i64, taken: &[String], limit: usize, context: &str) {
+    let may = sendable(model, issuer_id, now);
+    let position = |id: &str| model.iter().position(|n| n.id == id).unwrap();
+    assert!(taken.len() <= limit, "{context}: {} taken, limit {limit}", taken.len());
+    assert_eq!(taken.is_empty(), may.is_empty(), "{context}: took {taken:?}, sendable {may:?}");
+    let positions: Vec<usize> = taken.iter().map(|id| position(id)).collect();
+    assert!(positions.is_sorted(), "{context}: {taken:?} is not in the order they happened");
+    for id in taken {
+        assert!(may.contains(id), "{context}: {id} was taken but may not go ({may:?})");
+        let card = model[position(id)].card;
+        let before = may.iter().take_while(|m| *m != id).filter(|m| model[position(m)].card == card);
+        for earlier in before {
+            assert!(taken.contains(earlier), "{context}: {id} taken without {earlier}");
+        }
+    }
+}
+
 /// A deterministic random walk of enqueues, claims, attempts (some after their lease ran out) and
 /// redeliveries over two issuers and five cards, checking every claim and every look for work
 /// against [`sendable`]: nothing out of order, nothing sendable left behind.
@@ -356,10 +444,11 @@ async fn random_walk(store: &Arc<dyn Store>, seed: u64, steps: usize) {
     for step in 0..steps {
         now += i64::try_from(random(3)).unwrap();
         let context = format!("seed {seed}, step {step}, t={now}");
-        let choice = random(10);
+        let choice = random(11);
         if std::env::var_os("TRACE_WALK").is_some() {
             eprintln!("{context}: {choice} {model:?}");
         }
+        let position = |model: &[Notification], id: &str| model.iter().position(|n| n.id == id).unwrap();
         match choice {
             0..=2 => {
                 let (issuer_id, card) = (issuers[random(2) as usize].clone(), cards[random(5) as usize]);
@@ -384,54 +473,65 @@ async fn random_walk(store: &Arc<dyn Store>, seed: u64, steps: usize) {
                 let issuer_id = issuers[random(2) as usize].as_str();
                 let owner = format!("w{}", random(3));
                 let limit = 1 + random(5) as usize;
-                let may = sendable(&model, issuer_id, now);
                 let claimed = claim(store, issuer_id, at(now), &owner, limit).await;
-                assert!(claimed.len() <= limit, "{context}: {} claimed, limit {limit}", claimed.len());
-                assert_eq!(claimed.is_empty(), may.is_empty(), "{context}: claimed {claimed:?}, sendable {may:?}");
-                let position = |id: &str| model.iter().position(|n| n.id == id).unwrap();
-                let positions: Vec<usize> = claimed.iter().map(|id| position(id)).collect();
-                assert!(positions.is_sorted(), "{context}: {claimed:?} is not in the order they happened");
-                for id in &claimed {
-                    assert!(may.contains(id), "{context}: {id} was claimed but may not go ({may:?})");
-                    // Per-card order: everything sendable before it on its card was claimed with it.
-                    let card = model[position(id)].card;
-                    let before = may.iter().take_while(|m| *m != id).filter(|m| model[position(m)].card == card);
-                    for earlier in before {
-                        assert!(claimed.contains(earlier), "{context}: {id} claimed without {earlier}");
-                    }
-                }
+                check_taken(&model, issuer_id, now, &claimed, limit, &format!("{context}: claim"));
                 for id in claimed {
-                    let p = model.iter().position(|n| n.id == id).unwrap();
+                    let p = position(&model, &id);
                     model[p].lease = Some((owner.clone(), now + 60));
                     out.push((id, owner.clone()));
                 }
             }
             6..=8 if !out.is_empty() => {
+                // A worker records one attempt, or several of one issuer's at once.
                 let (id, owner) = out.swap_remove(random(out.len() as u64) as usize);
-                let p = model.iter().position(|n| n.id == id).unwrap();
-                let holds = model[p].lease.as_ref().is_some_and(|(o, _)| *o == owner) && !model[p].delivered_or_dead;
-                let after = match random(3) {
-                    0 => AfterAttempt::Delivered { at: at(now) },
-                    1 => AfterAttempt::RetryAt {
-                        at: at(now + 1 + i64::try_from(random(4)).unwrap()),
-                        error: "HTTP 503".into(),
-                    },
-                    _ => AfterAttempt::Dead { error: "HTTP 400".into() },
-                };
-                assert_eq!(
-                    record(store, &id, &owner, at(now), after.clone()).await,
-                    holds,
-                    "{context}: record {id} by {owner}"
-                );
-                if holds {
+                let issuer_id = model[position(&model, &id)].issuer.clone();
+                let mut ids = vec![id];
+                while random(2) == 0 {
+                    let same =
+                        |(id, o): &(String, String)| *o == owner && model[position(&model, id)].issuer == issuer_id;
+                    let Some(i) = out.iter().position(same) else { break };
+                    ids.push(out.swap_remove(i).0);
+                }
+                let mut attempts = Vec::new();
+                let mut expected_lost = Vec::new();
+                for id in &ids {
+                    let after = match random(3) {
+                        0 => AfterAttempt::Delivered { at: at(now) },
+                        1 => AfterAttempt::RetryAt {
+                            at: at(now + 1 + i64::try_from(random(4)).unwrap()),
+                            error: "HTTP 503".into(),
+                        },
+                        _ => AfterAttempt::Dead { error: "HTTP 400".into() },
+                    };
+                    // The model takes them one by one, as the store must.
+                    let p = position(&model, id);
                     let n = &mut model[p];
-                    n.lease = None;
-                    match after {
-                        AfterAttempt::RetryAt { at: when, .. } => {
-                            n.next_attempt = when.unix_timestamp() - 1_800_000_000
+                    let holds = n.lease.as_ref().is_some_and(|(o, _)| *o == owner) && !n.delivered_or_dead;
+                    if holds {
+                        n.lease = None;
+                        match &after {
+                            AfterAttempt::RetryAt { at: when, .. } => {
+                                n.next_attempt = when.unix_timestamp() - 1_800_000_000
+                            }
+                            _ => n.delivered_or_dead = true,
                         }
-                        _ => n.delivered_or_dead = true,
+                    } else {
+                        expected_lost.push(id.clone());
                     }
+                    attempts.push((id.as_str(), n.card, after));
+                }
+                let lost = record_lost(store, &issuer_id, &owner, at(now), &attempts).await;
+                assert_eq!(lost, expected_lost, "{context}: record {ids:?} by {owner}");
+            }
+            9 => {
+                // An issuer without callback settings: what could go is dead-lettered.
+                let issuer_id = issuers[random(2) as usize].as_str();
+                let limit = 1 + random(5) as usize;
+                let dead = dead_letter(store, issuer_id, at(now), limit).await;
+                check_taken(&model, issuer_id, now, &dead, limit, &format!("{context}: dead-lettering"));
+                for id in dead {
+                    let p = position(&model, &id);
+                    (model[p].delivered_or_dead, model[p].lease) = (true, None);
                 }
             }
             _ if !model.is_empty() => {
