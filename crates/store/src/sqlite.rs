@@ -63,6 +63,15 @@ const QUEUE_DEPTH: usize = 8192;
 /// Prepared statements the writer keeps: every statement of the repository, with room to spare.
 const STATEMENT_CACHE: usize = 256;
 
+/// The page size of a database this store creates (one it opens keeps its own). Most pages a request
+/// changes are a random leaf of a B-tree keyed by something random (a card's id, a PAN fingerprint, a
+/// card's place in the outbox), and each such page is written to the WAL whole however little of it
+/// changed: with 2 KiB pages the WAL takes 30% fewer bytes per registration or life-cycle operation
+/// than with SQLite's default 4 KiB (docs/PERFORMANCE.md): less to fsync and to checkpoint. (Here,
+/// where the disk is a page cache, throughput moved within the noise; 1 KiB pages saved more bytes
+/// but made every tree deeper.)
+pub(crate) const PAGE_SIZE: u32 = 2048;
+
 /// How long a connection waits for a lock before it reports the database busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -97,7 +106,8 @@ fn options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         // Durability first: a commit is acknowledged only once it is on disk.
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
-        .busy_timeout(BUSY_TIMEOUT))
+        .busy_timeout(BUSY_TIMEOUT)
+        .page_size(PAGE_SIZE))
 }
 
 /// The writer's connection, with the settings [`options`] gives sqlx's.
@@ -394,6 +404,25 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use cardplane_testkit::{Backend, TestDatabase, test_vault};
+
+    /// A database the store creates has pages of [`PAGE_SIZE`]; one it finds keeps the size it has.
+    #[tokio::test]
+    async fn new_databases_get_the_page_size_and_old_ones_keep_theirs() {
+        let page_size = |path: &Path| -> u32 {
+            let conn = open_native(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("the database opens");
+            conn.0.query_row("PRAGMA page_size", [], |row| row.get(0)).expect("a page size")
+        };
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (new, old) = (dir.path().join("new.db"), dir.path().join("old.db"));
+        let created = |path: &Path| format!("sqlite://{}", path.display());
+        SqliteStore::open(&created(&new), test_vault()).await.expect("the store opens").close().await;
+        assert_eq!(page_size(&new), PAGE_SIZE);
+        let conn = rusqlite::Connection::open(&old).expect("a database");
+        conn.execute_batch("PRAGMA page_size = 4096; CREATE TABLE earlier (k INTEGER)").expect("an older database");
+        drop(conn);
+        SqliteStore::open(&created(&old), test_vault()).await.expect("the store opens").close().await;
+        assert_eq!(page_size(&old), 4096);
+    }
 
     /// A burst of 64 reads runs side by side on at most [`READERS`] connections, and keeps no more.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
