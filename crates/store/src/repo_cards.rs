@@ -344,12 +344,12 @@ macro_rules! impl_card_tx {
                 pan_fingerprint: &[u8],
             ) -> Result<Vec<cardplane_domain::card::Card>, cardplane_app::ports::StoreError> {
                 // Two lookups, each exactly the condition of a partial index (`cards_live_pan`,
-                // `cards_final_by_pan`): no index holds every card by PAN (migration 0010).
+                // `cards_final_by_pan`): no index holds every card by PAN (migrations 0010, 0011).
                 let query = concat!(
                     "SELECT ", $crate::repo_cards::card_columns!(),
-                    " FROM cards WHERE issuer_id = $1 AND pan_fingerprint = $2 AND state NOT IN ('DELETED', 'REPLACED') \
+                    " FROM cards WHERE issuer_id = $1 AND pan_fingerprint = $2 AND NOT pan_final \
                      UNION ALL SELECT ", $crate::repo_cards::card_columns!(),
-                    " FROM cards WHERE issuer_id = $1 AND pan_fingerprint = $2 AND state IN ('DELETED', 'REPLACED') \
+                    " FROM cards WHERE issuer_id = $1 AND pan_fingerprint = $2 AND pan_final \
                      ORDER BY created_at"
                 );
                 let rows = $sql::query(query)
@@ -372,8 +372,8 @@ macro_rules! impl_card_tx {
                 $sql::query(
                     "INSERT INTO cards (issuer_id, card_id, consumer_id, card_product_id, scheme, last4, pan_fingerprint, \
                      credentials_sealed, state, suspended_for, ongoing_operation, origin, cardholder_name, \
-                     cardholder_name2, accounts, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                     cardholder_name2, accounts, created_at, updated_at, pan_final) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
                 )
                 .bind(issuer.as_str())
                 .bind(card.id.as_str())
@@ -392,6 +392,7 @@ macro_rules! impl_card_tx {
                 .bind(accounts)
                 .bind(micros(card.created_at))
                 .bind(micros(card.updated_at))
+                .bind(card.state.is_final())
                 .execute(&mut *self.conn)
                 .await
                 .map_err($crate::repo_cards::card_write_error)?;
@@ -409,7 +410,7 @@ macro_rules! impl_card_tx {
                     "UPDATE cards SET consumer_id = $1, card_product_id = $2, scheme = $3, last4 = $4, \
                      pan_fingerprint = $5, credentials_sealed = $6, state = $7, suspended_for = $8, \
                      ongoing_operation = $9, origin = $10, cardholder_name = $11, cardholder_name2 = $12, \
-                     created_at = $13, updated_at = $14 WHERE issuer_id = $15 AND card_id = $16",
+                     created_at = $13, updated_at = $14, pan_final = $17 WHERE issuer_id = $15 AND card_id = $16",
                 )
                 .bind(card.consumer_id.as_str())
                 .bind(card.product_id.as_str())
@@ -427,6 +428,7 @@ macro_rules! impl_card_tx {
                 .bind(micros(card.updated_at))
                 .bind(issuer.as_str())
                 .bind(card.id.as_str())
+                .bind(card.state.is_final())
                 .execute(&mut *self.conn)
                 .await
                 .map_err($crate::repo_cards::card_write_error)?;
@@ -438,10 +440,17 @@ macro_rules! impl_card_tx {
                 issuer: &cardplane_domain::ids::IssuerId,
                 card: &cardplane_domain::card::Card,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                $sql::query(
+                // `pan_final` is set only when the card ends: a statement that names it takes the
+                // card out of the PAN indexes and puts it back (SQLite), and is never a HOT update
+                // (PostgreSQL), whatever the value (migration 0011).
+                let sql = if card.state.is_final() {
                     "UPDATE cards SET state = $1, suspended_for = $2, ongoing_operation = $3, updated_at = $4, \
-                     last4 = $5 WHERE issuer_id = $6 AND card_id = $7",
-                )
+                     last4 = $5, pan_final = TRUE WHERE issuer_id = $6 AND card_id = $7"
+                } else {
+                    "UPDATE cards SET state = $1, suspended_for = $2, ongoing_operation = $3, updated_at = $4, \
+                     last4 = $5 WHERE issuer_id = $6 AND card_id = $7"
+                };
+                $sql::query(sql)
                 .bind(card.state.as_str())
                 .bind(card.suspended_for.map(|r| r.as_str()))
                 .bind($crate::repo_cards::ongoing(card))

@@ -6,9 +6,12 @@ use cardplane_domain::delivery::{AfterAttempt, Delivery, DeliveryState};
 use cardplane_domain::ids::{CardId, IssuerId};
 use cardplane_domain::operation::{Operation, OperationStatus};
 use cardplane_testkit::{Backend, TestDatabase, backend_tests, test_vault};
+use common::migrate_up_to;
 use std::collections::HashSet;
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
+
+mod common;
 
 async fn open(db: &TestDatabase) -> Arc<dyn Store> {
     cardplane_store::open(&db.url, test_vault()).await.expect("the store opens")
@@ -330,52 +333,6 @@ async fn concurrent_claims_on_postgres_never_overlap() {
     assert_eq!(seen.len(), 300, "every notification was claimed once");
     assert!(batches >= 300 / 7);
     assert!(deliveries(&store, "ISSUER000A", None).await.iter().all(|d| d.state == DeliveryState::Delivered));
-}
-
-/// The store's migrations up to `version`, for a test of an upgrade from there.
-#[derive(Debug)]
-struct MigrationsUpTo {
-    dir: std::path::PathBuf,
-    version: i64,
-}
-
-impl<'s> sqlx::migrate::MigrationSource<'s> for MigrationsUpTo {
-    fn resolve(
-        self,
-    ) -> std::pin::Pin<
-        Box<dyn Future<Output = Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>> + Send + 's>,
-    > {
-        Box::pin(async move {
-            let all = self.dir.resolve().await?;
-            Ok(all.into_iter().filter(|m| m.version <= self.version).collect())
-        })
-    }
-}
-
-/// Brings `db` to migration `version` as an older cardplane would have, then runs `then` on it.
-async fn migrate_up_to(db: &TestDatabase, version: i64, then: &str) {
-    use sqlx::Connection;
-    let backend = match db.backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
-    let migrator = sqlx::migrate::Migrator::new(MigrationsUpTo { dir, version }).await.unwrap();
-    match db.backend {
-        Backend::Sqlite => {
-            let options: sqlx::sqlite::SqliteConnectOptions = db.url.parse().unwrap();
-            let mut conn = sqlx::SqliteConnection::connect_with(&options.create_if_missing(true)).await.unwrap();
-            migrator.run(&mut conn).await.unwrap();
-            sqlx::raw_sql(then).execute(&mut conn).await.unwrap();
-            conn.close().await.unwrap();
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            migrator.run(&mut conn).await.unwrap();
-            sqlx::raw_sql(then).execute(&mut conn).await.unwrap();
-            conn.close().await.unwrap();
-        }
-    }
 }
 
 /// What the outbox holds, as the test sees it: the rule the store must follow, written plainly.

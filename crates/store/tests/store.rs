@@ -1,7 +1,7 @@
 //! The store contract, run on both backends: what a use case may rely on from any `Store`.
 
 use cardplane_app::AppError;
-use cardplane_app::ports::{CardDataVault, KeyVault, Store, StoreExt, VaultedCredentials};
+use cardplane_app::ports::{CardDataVault, Conflict, KeyVault, Store, StoreError, StoreExt, VaultedCredentials};
 use cardplane_domain::FieldError;
 use cardplane_domain::card::{Card, CardOrigin, CardState};
 use cardplane_domain::credentials::{CardCredentials, Expiry, Pan};
@@ -10,9 +10,12 @@ use cardplane_domain::issuer::{CallbackSettings, HttpUrl, Issuer, IssuerName, On
 use cardplane_domain::keys::AssertionKey;
 use cardplane_domain::product::{AuthorisationMode, BinRange, CardProduct, ValidityYears};
 use cardplane_domain::scheme::Scheme;
-use cardplane_testkit::{TestDatabase, backend_tests, test_vault};
+use cardplane_testkit::{Backend, TestDatabase, backend_tests, test_vault};
+use common::migrate_up_to;
 use std::sync::Arc;
 use time::OffsetDateTime;
+
+mod common;
 
 async fn open(db: &TestDatabase) -> Arc<dyn Store> {
     cardplane_store::open(&db.url, test_vault()).await.expect("the store opens")
@@ -120,6 +123,8 @@ backend_tests! {
                     tx.insert_card(&issuer, &card("deleted", CardState::Active, 5), &vaulted(1), None).await?;
                     tx.update_card(&issuer, &card("deleted", CardState::Deleted, 5)).await?;
                     tx.insert_card(&issuer, &card("live", CardState::Active, 20), &vaulted(1), None).await?;
+                    // A state change short of the end leaves the card live (migration 0011).
+                    tx.update_card(&issuer, &card("live", CardState::Suspended, 20)).await?;
                     tx.insert_card(&issuer, &card("other-pan", CardState::Active, 1), &vaulted(2), None).await?;
                     let found = tx.cards_with_pan(&issuer, &[1; 32]).await?;
                     Ok(found.into_iter().map(|c| format!("{}:{}", c.id, c.state)).collect())
@@ -127,7 +132,53 @@ backend_tests! {
             })
             .await
             .unwrap();
-        assert_eq!(ids, ["deleted:DELETED", "replaced:REPLACED", "live:ACTIVE"]);
+        assert_eq!(ids, ["deleted:DELETED", "replaced:REPLACED", "live:SUSPENDED"]);
+    }
+
+    // Migration 0011 marks the cards that had ended before it: their PAN is free for a new card, the
+    // PAN of a live one (suspended or not) is not.
+    async fn cards_that_ended_before_the_upgrade_do_not_hold_their_pan(db: TestDatabase) {
+        let row = |id: &str, fingerprint: &str, state: &str| {
+            let bytes = match db.backend {
+                Backend::Sqlite => format!("X'{fingerprint}'"),
+                Backend::Postgres => format!("'\\x{fingerprint}'::bytea"),
+            };
+            format!(
+                "('ISSUER0001', '{id}', 'consumer-1', 'VISA_GOLD', 'VISA', '0366', {bytes}, {bytes}, '{state}', \
+                 'REGISTERED', 1, 1)"
+            )
+        };
+        let (ended, live) = ("01".repeat(32), "02".repeat(32));
+        let cards = format!(
+            "INSERT INTO cards (issuer_id, card_id, consumer_id, card_product_id, scheme, last4, pan_fingerprint, \
+             credentials_sealed, state, origin, created_at, updated_at) VALUES {}, {}, {}",
+            row("deleted", &ended, "DELETED"),
+            row("replaced", &ended, "REPLACED"),
+            row("suspended", &live, "SUSPENDED")
+        );
+        migrate_up_to(&db, 10, &cards).await;
+        let store = open(&db).await;
+        let insert = |id: &'static str, fingerprint: u8| {
+            store.write(move |tx| {
+                Box::pin(async move {
+                    let issuer = IssuerId::parse("ISSUER0001").unwrap();
+                    let credentials = CardCredentials {
+                        pan: Pan::parse("pan", "4532015112830366").unwrap(),
+                        expiry: Expiry::new(12, 30).unwrap(),
+                        cvv: None,
+                        name: None,
+                    };
+                    let vaulted = VaultedCredentials {
+                        pan_fingerprint: vec![fingerprint; 32],
+                        ..test_vault().vault_credentials(&credentials)
+                    };
+                    Ok(tx.insert_card(&issuer, &card(id, CardState::Active, 30), &vaulted, None).await)
+                })
+            })
+        };
+        insert("after-the-ended", 1).await.unwrap().expect("an ended card's PAN is free");
+        let refused = insert("beside-the-live", 2).await.unwrap().expect_err("a live card's PAN is taken");
+        assert!(matches!(refused, StoreError::Conflict(Conflict::LivePan)), "{refused:?}");
     }
 
     async fn issuers_round_trip_with_every_setting(db: TestDatabase) {
