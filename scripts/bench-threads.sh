@@ -3,7 +3,8 @@
 #
 #   scripts/bench-threads.sh [BINARY] SCENARIO [bench options...]
 #
-# Starts `serve` on a fresh SQLite file (worker on unless CARDPLANE_WORKER=0), drives SCENARIO at it
+# Starts `serve` on a fresh SQLite file (worker on unless CARDPLANE_WORKER=0; logs at `info`, as
+# `cardplane bench` runs it, unless CARDPLANE_LOG says otherwise), drives SCENARIO at it
 # with `bench --url` (SECONDS per phase, CARDS registrations prepared; 6 and 40000 unless set), and
 # prints the bench's line with, per request of the measured phase: the CPU time of the SQLite writer
 # thread and of the checkpointer (from /proc/PID/task/*/stat), and the bytes the writer wrote
@@ -18,7 +19,7 @@ if [[ $# -gt 0 && -x "$1" && ! "$1" =~ ^(register|lifecycle|get|mix)$ ]]; then B
 SCENARIO=${1:?usage: $0 [BINARY] SCENARIO [bench options]}; shift
 DIR=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-CARDPLANE_WORKER=${CARDPLANE_WORKER:-1} CARDPLANE_LOG=warn "$BIN" serve --listen "127.0.0.1:$PORT" \
+CARDPLANE_WORKER=${CARDPLANE_WORKER:-1} CARDPLANE_LOG=${CARDPLANE_LOG:-info} "$BIN" serve --listen "127.0.0.1:$PORT" \
   --database-url "sqlite://$DIR/cardplane.db" >"$DIR/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$DIR"' EXIT

@@ -121,7 +121,9 @@ impl Platform {
         reason: Option<String>,
     ) -> Result<Done<Outcome>, AppError> {
         let now = self.clock.now();
-        self.store
+        let deleted_id = id.clone();
+        let done = self
+            .store
             .write(move |tx| {
                 Box::pin(async move {
                     if let Some(replay) = claim(tx, &ctx, now).await? {
@@ -149,11 +151,15 @@ impl Platform {
                     let deleted = Consumer { state: ConsumerState::Deleted, updated_at: now, ..consumer };
                     tx.put_consumer(&ctx.issuer, &deleted).await?;
                     complete(tx, &ctx, &None).await?;
-                    tracing::info!(consumer = %id, "consumer deleted");
                     Ok(Done { value: None, replayed: false })
                 })
             })
-            .await
+            .await?;
+        // Logged once committed, off the writer (see `operate_card`).
+        if !done.replayed {
+            tracing::info!(consumer = %deleted_id, "consumer deleted");
+        }
+        Ok(done)
     }
 
     /// A consumer of the caller's issuer (deleted ones too: their state says so).
