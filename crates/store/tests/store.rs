@@ -98,6 +98,18 @@ fn card(id: &str, state: CardState, seconds: i64) -> Card {
     }
 }
 
+/// A card's credentials sealed for real (a card read back is opened), under a PAN fingerprint of
+/// the test's choosing: `fingerprint`, 32 times.
+fn vaulted(fingerprint: u8) -> VaultedCredentials {
+    let credentials = CardCredentials {
+        pan: Pan::parse("pan", "4532015112830366").unwrap(),
+        expiry: Expiry::new(12, 30).unwrap(),
+        cvv: None,
+        name: None,
+    };
+    VaultedCredentials { pan_fingerprint: vec![fingerprint; 32], ..test_vault().vault_credentials(&credentials) }
+}
+
 backend_tests! {
     // Cards by PAN are found through two partial indexes (live cards, final cards; migration
     // 0010): every card with the PAN comes back, oldest first, whatever its state, and no other.
@@ -108,17 +120,6 @@ backend_tests! {
             .write(|tx| {
                 Box::pin(async move {
                     let issuer = IssuerId::parse("ISSUER0001").unwrap();
-                    // Sealed for real (a card read back is opened), under a fingerprint of our choosing.
-                    let credentials = CardCredentials {
-                        pan: Pan::parse("pan", "4532015112830366").unwrap(),
-                        expiry: Expiry::new(12, 30).unwrap(),
-                        cvv: None,
-                        name: None,
-                    };
-                    let vaulted = |fingerprint: u8| VaultedCredentials {
-                        pan_fingerprint: vec![fingerprint; 32],
-                        ..test_vault().vault_credentials(&credentials)
-                    };
                     tx.insert_card(&issuer, &card("replaced", CardState::Replaced, 10), &vaulted(1), None).await?;
                     tx.insert_card(&issuer, &card("deleted", CardState::Active, 5), &vaulted(1), None).await?;
                     tx.update_card(&issuer, &card("deleted", CardState::Deleted, 5)).await?;
@@ -162,17 +163,7 @@ backend_tests! {
             store.write(move |tx| {
                 Box::pin(async move {
                     let issuer = IssuerId::parse("ISSUER0001").unwrap();
-                    let credentials = CardCredentials {
-                        pan: Pan::parse("pan", "4532015112830366").unwrap(),
-                        expiry: Expiry::new(12, 30).unwrap(),
-                        cvv: None,
-                        name: None,
-                    };
-                    let vaulted = VaultedCredentials {
-                        pan_fingerprint: vec![fingerprint; 32],
-                        ..test_vault().vault_credentials(&credentials)
-                    };
-                    Ok(tx.insert_card(&issuer, &card(id, CardState::Active, 30), &vaulted, None).await)
+                    Ok(tx.insert_card(&issuer, &card(id, CardState::Active, 30), &vaulted(fingerprint), None).await)
                 })
             })
         };
