@@ -94,6 +94,11 @@ pub(crate) fn share_per_card(limit: usize, ready: usize) -> usize {
     limit.div_ceil(ready.max(1))
 }
 
+/// A count of rows as a `LIMIT` (saturating: no batch comes near `i64::MAX`).
+pub(crate) fn as_limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// When a card whose oldest pending notification is `head` can send again.
 pub(crate) fn ready_at(head_next_attempt: Option<i64>, head_lease: Option<i64>) -> i64 {
     head_next_attempt.unwrap_or(i64::MIN).max(head_lease.unwrap_or(i64::MIN))
@@ -157,6 +162,16 @@ macro_rules! impl_outbox_tx {
                 .execute(&mut *self.conn)
                 .await
                 .map_err($crate::repo::backend)?;
+                Ok(())
+            }
+
+            /// Waits for the issuer's turn (PostgreSQL: claims and dead-letterings of one issuer run one
+            /// after the other; SQLite has one writer already).
+            pub(crate) async fn take_turns(&mut self, issuer: &str) -> Result<(), cardplane_app::ports::StoreError> {
+                let take_turns: Option<&str> = $take_turns;
+                if let Some(sql) = take_turns {
+                    $sql::query(sql).bind(issuer).execute(&mut *self.conn).await.map_err($crate::repo::backend)?;
+                }
                 Ok(())
             }
 
@@ -267,12 +282,8 @@ macro_rules! impl_outbox_tx {
             ) -> Result<Vec<cardplane_domain::delivery::Delivery>, cardplane_app::ports::StoreError> {
                 use $crate::repo::{backend, micros};
                 use $crate::repo_outbox::DeliveryRow;
-                let take_turns: Option<&str> = $take_turns;
-                if let Some(sql) = take_turns {
-                    $sql::query(sql).bind(issuer.as_str()).execute(&mut *self.conn).await.map_err(backend)?;
-                }
+                self.take_turns(issuer.as_str()).await?;
                 let (now, until) = (micros(now), micros(lease.until));
-                let as_limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
                 // The cards ready the longest are marked held (until the lease ends) in one statement;
                 // each then has its ready notifications leased in one more.
                 let mut cards: Vec<(String, i64)> = $sql::query_as(concat!(
@@ -284,7 +295,7 @@ macro_rules! impl_outbox_tx {
                 ))
                 .bind(issuer.as_str())
                 .bind(now)
-                .bind(as_limit(limit))
+                .bind($crate::repo_outbox::as_limit(limit))
                 .bind(until)
                 .fetch_all(&mut *self.conn)
                 .await
@@ -303,7 +314,7 @@ macro_rules! impl_outbox_tx {
                         ))
                         .bind(issuer.as_str())
                         .bind(card.as_str())
-                        .bind(as_limit(room))
+                        .bind($crate::repo_outbox::as_limit(room))
                         .bind(now)
                         .bind(lease.owner.as_str())
                         .bind(until)
@@ -337,7 +348,7 @@ macro_rules! impl_outbox_tx {
                 for card in &cards {
                     self.lock_queue_row(issuer.as_str(), card).await?;
                 }
-                let mut lost = Vec::new();
+                let (mut lost, mut recorded) = (Vec::new(), Vec::with_capacity(cards.len()));
                 for attempt in attempts {
                     let (state, next_attempt_at, error, delivered_at) =
                         $crate::repo_outbox::attempt_columns(&attempt.after);
@@ -360,15 +371,15 @@ macro_rules! impl_outbox_tx {
                     .map_err(backend)?;
                     if done.rows_affected() == 0 {
                         lost.push(attempt.operation_id.clone());
+                    } else {
+                        recorded.push(attempt.card_id.as_str());
                     }
                 }
-                for card in cards {
-                    // A card all of whose leases were lost is another worker's now: left as it is.
-                    let recorded =
-                        attempts.iter().any(|a| a.card_id.as_str() == card && !lost.contains(&a.operation_id));
-                    if recorded {
-                        self.requeue_card(issuer.as_str(), card).await?;
-                    }
+                // A card all of whose leases were lost is another worker's now: left as it is.
+                recorded.sort_unstable();
+                recorded.dedup();
+                for card in recorded {
+                    self.requeue_card(issuer.as_str(), card).await?;
                 }
                 Ok(lost)
             }
@@ -381,12 +392,8 @@ macro_rules! impl_outbox_tx {
                 error: &str,
             ) -> Result<Vec<String>, cardplane_app::ports::StoreError> {
                 use $crate::repo::{backend, micros};
-                let take_turns: Option<&str> = $take_turns;
-                if let Some(sql) = take_turns {
-                    $sql::query(sql).bind(issuer.as_str()).execute(&mut *self.conn).await.map_err(backend)?;
-                }
+                self.take_turns(issuer.as_str()).await?;
                 let now = micros(now);
-                let as_limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
                 // The cards a claim would take, in the order it gives them room (oldest head first).
                 let mut cards: Vec<(String, i64)> = $sql::query_as(concat!(
                     "SELECT card_id, head_seq FROM delivery_queues WHERE issuer_id = $1 AND ready_at <= $2 \
@@ -395,7 +402,7 @@ macro_rules! impl_outbox_tx {
                 ))
                 .bind(issuer.as_str())
                 .bind(now)
-                .bind(as_limit(limit))
+                .bind($crate::repo_outbox::as_limit(limit))
                 .fetch_all(&mut *self.conn)
                 .await
                 .map_err(backend)?;
@@ -414,7 +421,7 @@ macro_rules! impl_outbox_tx {
                     ))
                     .bind(issuer.as_str())
                     .bind(card.as_str())
-                    .bind(as_limit(room))
+                    .bind($crate::repo_outbox::as_limit(room))
                     .bind(now)
                     .bind(error)
                     .fetch_all(&mut *self.conn)
