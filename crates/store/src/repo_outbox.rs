@@ -125,7 +125,7 @@ pub(crate) use update_sendable_run;
 
 /// Implements [`OutboxTx`](cardplane_app::ports::OutboxTx) for `SqlTx<'_, $conn>`, and the upkeep of
 /// the delivery queue (migration 0009) that the outbox writes share. `$take_turns` runs before a
-/// claim (with the issuerId as `$1`), `$skip_locked` ends the claim's selection of cards,
+/// claim or a dead-lettering (with the issuerId as `$1`), `$skip_locked` ends their selection of cards,
 /// `$lock_queue_row` (with issuerId and cardId) locks a card's queue row before its notifications
 /// change, and `$when_queued` is what enqueueing does to the row of a card already queued.
 macro_rules! impl_outbox_tx {
