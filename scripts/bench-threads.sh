@@ -7,8 +7,9 @@
 # `cardplane bench` runs it, unless CARDPLANE_LOG says otherwise), drives SCENARIO at it
 # with `bench --url` (SECONDS per phase, CARDS registrations prepared; 6 and 40000 unless set), and
 # prints the bench's line with, per request of the measured phase: the CPU time of the SQLite writer
-# thread and of the checkpointer (from /proc/PID/task/*/stat), and the bytes the writer wrote
-# (write(2)/pwrite(2), /proc/PID/task/TID/io `wchar`: the WAL, as the writer never checkpoints), and
+# thread, of the syncer (the WAL's fsyncs) and of the checkpointer (from /proc/PID/task/*/stat), and
+# the bytes the writer wrote (write(2)/pwrite(2), /proc/PID/task/TID/io `wchar`: the WAL, as the
+# writer never checkpoints), and
 # the CPU time of the runtime's threads (HTTP, JSON, cryptography, reads) from the end of the baseline.
 # The writer is idle during the bench's baseline phase, so its totals belong to the scenario (and
 # to the worker's deliveries, which run on it too). Run it twice with two binaries, alternating, to
@@ -52,5 +53,5 @@ per_request() { # thread name (as /proc shows it, 15 characters at most), field
 }
 grep -E "baseline|^ +[a-z]+: " "$DIR/bench.log" | sed -E 's/ +\(ok [0-9]+, failed [0-9]+\)//'
 echo "  per request: writer $(per_request sqlite-writer cpu) µs CPU, $(per_request sqlite-writer wal) B written;" \
-  "checkpointer $(per_request sqlite-checkpoi cpu) µs CPU;" \
+  "syncer $(per_request sqlite-syncer cpu) µs CPU; checkpointer $(per_request sqlite-checkpoi cpu) µs CPU;" \
   "runtime $(awk -v d=$((runtime_after - runtime_before)) -v t="$ticks" -v ok="$ok" 'BEGIN {printf "%.0f", d / t * 1e6 / ok}') µs CPU"

@@ -13,7 +13,8 @@
 //! checkpointer asks for a `RESTART` checkpoint instead: it waits (the connections' busy timeout)
 //! until the writer is between transactions and no reader still needs the log, copies the little
 //! that is left, and lets the next write start the log from its beginning. Durability does not depend
-//! on any of this: a commit is on disk once the WAL is synced, which the writer does at every commit.
+//! on any of this: a commit is on disk once the WAL is synced, which the syncer does after every
+//! commit (`syncer`).
 
 use crate::native::NativeConn;
 use crate::sqlite::{native_backend, open_native};
@@ -45,6 +46,11 @@ impl Checkpointer {
     /// Starts checkpointing the database at `path` on a thread of its own, with a connection of its own.
     pub(crate) fn start(path: &Path) -> Result<Self, StoreError> {
         let conn = open_native(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(native_backend)?;
+        // The writer commits without syncing (the syncer does, after it): a checkpoint must sync the
+        // WAL before it copies any of it into the database file, and the database file before the log
+        // may start over. `FULL` (SQLite's default, said here so that no build setting changes it)
+        // does both.
+        conn.0.pragma_update(None, "synchronous", "FULL").map_err(native_backend)?;
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpointer".to_owned())

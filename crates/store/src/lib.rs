@@ -9,6 +9,8 @@
 //! - `native`: that query surface over `rusqlite`, for SQLite (no thread hop per statement).
 //! - [`sqlite`]: [`SqliteStore`]: WAL, `synchronous=FULL`, one group-committing writer thread,
 //!   at most eight read-only connections for reads.
+//! - `syncer`: the SQLite syncer, which fsyncs the WAL on a thread of its own and only then answers a
+//!   committed batch, while the writer runs the next one; reads wait for what they saw to be synced.
 //! - `checkpoint`: the SQLite checkpointer, which copies the WAL into the database file on a thread
 //!   of its own, so that the writer never stops to.
 //! - [`postgres`]: [`PgStore`]: a connection pool, one transaction per unit of work.
@@ -23,6 +25,7 @@ mod repo;
 mod repo_cards;
 mod repo_outbox;
 pub mod sqlite;
+mod syncer;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

@@ -331,8 +331,10 @@ async fn sqlite_commits_concurrent_writes_in_groups() {
     }
     let stats = store.group_commit_stats();
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
-    let (batches, units) = (load(&stats.batches), load(&stats.units));
+    let (batches, units, syncs) = (load(&stats.batches), load(&stats.units), load(&stats.syncs));
     assert_eq!(units, 400);
     assert!(batches < units / 4, "expected group commits, got {batches} commits for {units} units");
+    // One fsync covers every batch committed before it began.
+    assert!((1..=batches).contains(&syncs), "{syncs} WAL syncs for {batches} commits");
     store.close().await;
 }
