@@ -130,7 +130,7 @@ pub(crate) async fn record_change(
         },
         digital_card_id: None,
     };
-    tx.enqueue_operation(&ctx.issuer, &operation).await?;
+    crate::notifications::notify(tx, &ctx.issuer, &operation, now).await?;
     Ok(operation_id)
 }
 
@@ -207,7 +207,7 @@ pub(crate) async fn notify_digital_card(
         details: None,
         digital_card_id: Some(digital_card.id.clone()),
     };
-    Ok(tx.enqueue_operation(issuer, &operation).await?)
+    Ok(crate::notifications::notify(tx, issuer, &operation, now).await?)
 }
 
 /// `details` of a `DIGITIZE` notification.

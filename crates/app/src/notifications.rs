@@ -6,7 +6,7 @@
 //! *recorded* (delivered, retry at, or dead-lettered). A worker that dies between the first and the
 //! last step leaves a lease that runs out, and the batch is sent again: at least once, never lost.
 
-use crate::ports::{AttemptEnded, IssuerBackend, Lease, StoreExt};
+use crate::ports::{AttemptEnded, IssuerBackend, Lease, StoreError, StoreExt, Tx};
 use crate::{AppError, Platform};
 use cardplane_domain::delivery::{AfterAttempt, AttemptOutcome, Delivery, DeliveryState, after_attempt};
 use cardplane_domain::ids::IssuerId;
@@ -29,6 +29,23 @@ const UNDELIVERABLE_BATCH: usize = 100;
 
 /// Why a notification to an issuer without callback settings is dead-lettered.
 const NO_CALLBACK: &str = "the issuer has no callback settings";
+
+/// Writes the notification of `operation`, in the unit of work that made the change: into the
+/// outbox, or, if the issuer has no callback settings to reach it at, dead-lettered at once, on the
+/// record for the operator to redeliver. The worker would dead-letter it at its first look anyway;
+/// doing it here spares the queue two writes and the writer a unit of its own.
+pub(crate) async fn notify(
+    tx: &mut dyn Tx,
+    issuer: &IssuerId,
+    operation: &Operation,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    if tx.has_callback(issuer).await? {
+        tx.enqueue_operation(issuer, operation).await
+    } else {
+        tx.dead_letter_operation(issuer, operation, now, NO_CALLBACK).await
+    }
+}
 
 impl Platform {
     /// Claims the oldest batch that can be sent now, sends it through `backend`, and records the

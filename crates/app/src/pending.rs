@@ -85,7 +85,7 @@ pub(crate) async fn request_renewal(
         details: renewal.new_card_id.as_ref().map(new_card_details),
         digital_card_id: None,
     };
-    tx.enqueue_operation(&ctx.issuer, &operation).await?;
+    crate::notifications::notify(tx, &ctx.issuer, &operation, now).await?;
     tracing::info!(card = %card_id, operation = request.kind.as_str(), "card operation waits for the issuer's credentials");
     Ok(())
 }
@@ -124,7 +124,7 @@ pub(crate) async fn request_digitization(
         details: Some(digitize_details(digital_card)),
         digital_card_id: None,
     };
-    tx.enqueue_operation(&ctx.issuer, &operation).await?;
+    crate::notifications::notify(tx, &ctx.issuer, &operation, now).await?;
     Ok(())
 }
 
@@ -364,7 +364,7 @@ impl Platform {
                         details: Some(pending_details(&pending.operation_id, None)),
                         digital_card_id: None,
                     };
-                    tx.enqueue_operation(&issuer, &operation).await?;
+                    crate::notifications::notify(tx, &issuer, &operation, now).await?;
                     Ok(())
                 })
             })

@@ -64,6 +64,8 @@ pub struct StoredEncryptionKey {
 #[async_trait]
 pub trait Tx: CardTx + OutboxTx + PendingTx + Send {
     async fn issuer(&mut self, id: &IssuerId) -> Result<Option<Issuer>, StoreError>;
+    /// Whether the issuer has callback settings: somewhere to deliver its notifications.
+    async fn has_callback(&mut self, id: &IssuerId) -> Result<bool, StoreError>;
     async fn issuers(&mut self) -> Result<Vec<Issuer>, StoreError>;
     /// Inserts or replaces an issuer with its assertion keys, card products and settings.
     async fn put_issuer(&mut self, issuer: &Issuer) -> Result<(), StoreError>;
@@ -179,6 +181,15 @@ pub trait CardTx: Send {
 
     /// Adds an operation to the outbox, to be notified to the issuer.
     async fn enqueue_operation(&mut self, issuer: &IssuerId, operation: &Operation) -> Result<(), StoreError>;
+    /// Records an operation whose notification cannot be sent, dead-lettered at `at` for `error`
+    /// as if it had been attempted once: on the record, in no queue, until it is redelivered.
+    async fn dead_letter_operation(
+        &mut self,
+        issuer: &IssuerId,
+        operation: &Operation,
+        at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), StoreError>;
     /// The issuer's operations in the order they happened, of one card or of all.
     async fn operations(&mut self, issuer: &IssuerId, card: Option<&CardId>) -> Result<Vec<Operation>, StoreError>;
 

@@ -247,6 +247,22 @@ macro_rules! impl_tx {
                 $crate::repo::issuer_from_rows(row, keys, products, self.vault).map(Some)
             }
 
+            async fn has_callback(
+                &mut self,
+                id: &cardplane_domain::ids::IssuerId,
+            ) -> Result<bool, cardplane_app::ports::StoreError> {
+                // What `IssuerRow` needs to read callback settings back (`issuer`).
+                let found: Option<(bool,)> = $sql::query_as(
+                    "SELECT callback_base_url IS NOT NULL AND callback_token_url IS NOT NULL \
+                     FROM issuers WHERE issuer_id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_optional(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                Ok(found.is_some_and(|(has,)| has))
+            }
+
             async fn issuers(
                 &mut self,
             ) -> Result<Vec<cardplane_domain::issuer::Issuer>, cardplane_app::ports::StoreError> {

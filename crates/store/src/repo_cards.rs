@@ -680,6 +680,37 @@ macro_rules! impl_card_tx {
                 self.queue_card(issuer.as_str(), operation.card_id.as_str(), seq, micros(operation.start_time)).await
             }
 
+            async fn dead_letter_operation(
+                &mut self,
+                issuer: &cardplane_domain::ids::IssuerId,
+                operation: &cardplane_domain::operation::Operation,
+                at: time::OffsetDateTime,
+                error: &str,
+            ) -> Result<(), cardplane_app::ports::StoreError> {
+                use $crate::repo::micros;
+                // As `dead_letter_sendable` leaves a notification: one attempt, no retry, no lease.
+                $sql::query(
+                    "INSERT INTO operations (issuer_id, operation_id, card_id, operation, status, start_time, end_time, \
+                     details, created_at, digital_card_id, delivery_state, attempts, last_attempt_at, last_error) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $6, $9, 'DEAD', 1, $10, $11)",
+                )
+                .bind(issuer.as_str())
+                .bind(operation.operation_id.as_str())
+                .bind(operation.card_id.as_str())
+                .bind(operation.kind.as_str())
+                .bind(operation.status.as_str())
+                .bind(micros(operation.start_time))
+                .bind(operation.end_time.map(micros))
+                .bind(operation.details.as_deref())
+                .bind(operation.digital_card_id.as_ref().map(|d| d.as_str()))
+                .bind(micros(at))
+                .bind(error)
+                .execute(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?;
+                Ok(())
+            }
+
             async fn operations(
                 &mut self,
                 issuer: &cardplane_domain::ids::IssuerId,

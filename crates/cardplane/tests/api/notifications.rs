@@ -202,6 +202,37 @@ backend_tests! {
         assert_eq!((status, missing["errorCode"].as_str()), (StatusCode::NOT_FOUND, Some("OPERATION_NOT_FOUND")));
     }
 
+    // With no worker running: the notification is dead on the record as the change commits, not
+    // queued; once the issuer has a callback, the operator's redelivery reaches it.
+    async fn notifications_of_an_issuer_without_callback_are_dead_lettered_as_they_are_made(db: TestDatabase) {
+        let app = TestApp::builder(db.backend).start().await;
+        let silent = app.bank("BANK000001").await;
+        register(&silent, "card-1", &pan(1)).await;
+        suspend_and_resume(&silent, "card-1").await;
+        let dead = deliveries(&silent).await;
+        assert_eq!(dead.len(), 3);
+        for d in &dead {
+            assert_eq!((d["deliveryStatus"].as_str(), d["lastError"].as_str()), (Some("DEAD"), Some("the issuer has no callback settings")), "{d}");
+            assert_eq!(d["attempts"], 1, "{d}");
+            assert_eq!(d["lastAttemptAt"], d["endTime"], "dead-lettered as it was made: {d}");
+            assert!(d["nextAttemptAt"].is_null(), "{d}");
+        }
+
+        let stub = IssuerStub::start().await;
+        let bank = app.bank_with("BANK000001", json!({"callback": stub.callback(10)})).await;
+        let worker = cardplane::server::worker(&app.platform(), app.settings(), app.clock.clone()).start();
+        let id = dead[1]["operationId"].as_str().unwrap().to_owned();
+        let (status, _) = app.call(Method::POST, &format!("/admin/v1/notifications/{id}:redeliver"), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        eventually("the redelivery", || async { (delivery(&bank, &id).await["deliveryStatus"] == "DELIVERED").then_some(()) }).await;
+        let sent: Vec<String> = stub.operations().await.iter().map(|o| o["operationId"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(sent, [id], "only the redelivered notification is sent");
+        // Now that the issuer has a callback, a new change is queued, and delivered.
+        register(&bank, "card-2", &pan(2)).await;
+        eventually("the new notification", || async { (stub.operations().await.len() == 2).then_some(()) }).await;
+        worker.stop().await;
+    }
+
     async fn retry_after_timeouts_and_refusals(db: TestDatabase) {
         let app = TestApp::builder(db.backend).worker().start().await;
         let stub = IssuerStub::start().await;
