@@ -13,12 +13,51 @@
 
 use rusqlite::types::{FromSql, ToSql, Value, ValueRef};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::{Ready, ready};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-/// A read-write SQLite connection owned by the writer thread.
-pub(crate) struct NativeConn(pub(crate) rusqlite::Connection);
+/// A SQLite connection (the writer's, a reader's or the checkpointer's), with the shape of each
+/// statement it ran.
+pub(crate) struct NativeConn(pub(crate) rusqlite::Connection, Shapes);
+
+impl NativeConn {
+    pub(crate) fn new(conn: rusqlite::Connection) -> Self {
+        Self(conn, Shapes::default())
+    }
+}
+
+/// What each statement (by its SQL) binds and returns, read from SQLite once. Reading it at every
+/// run cost a call, a `strlen` and a UTF-8 check per parameter and per column and an allocation per
+/// column name: about 7% of the writer's time under life-cycle load, most of it to read one card.
+#[derive(Default)]
+pub(crate) struct Shapes(HashMap<Box<str>, Arc<Shape>>);
+
+/// Kept shapes at most: the repository's statements are fixed strings, far fewer than this.
+const SHAPES: usize = 1024;
+
+struct Shape {
+    /// For each parameter, in SQLite's order, the number `n` of its `$n`: which bound value it takes.
+    arguments: Box<[usize]>,
+    columns: Arc<[Box<str>]>,
+}
+
+impl Shape {
+    fn of(statement: &rusqlite::Statement<'_>) -> Result<Self, sqlx::Error> {
+        // SQLite numbers parameters by first appearance, so `$2 ... $1` or a repeated `$1` would
+        // bind the wrong values if bound by position: bind by the number in each parameter's name.
+        let arguments = (1..=statement.parameter_count())
+            .map(|index| match statement.parameter_name(index) {
+                Some(name) => name[1..]
+                    .parse::<usize>()
+                    .map_err(|_| sqlx::Error::InvalidArgument(format!("parameter {name} is not of the form $n"))),
+                None => Ok(index),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { arguments, columns: statement.column_names().into_iter().map(Box::from).collect() })
+    }
+}
 
 /// A statement and its arguments, `$n` meaning the n-th bound value (as with sqlx).
 pub(crate) struct Query<'q> {
@@ -62,26 +101,30 @@ impl<'q> Query<'q> {
     /// Runs the statement to completion, mapping each row as it comes.
     fn run<T>(
         &self,
-        conn: &NativeConn,
+        conn: &mut NativeConn,
         mut map: impl FnMut(NativeRow) -> Result<T, sqlx::Error>,
     ) -> Result<Vec<T>, sqlx::Error> {
-        let mut statement = conn.0.prepare_cached(self.sql).map_err(error)?;
-        // SQLite numbers parameters by first appearance, so `$2 ... $1` or a repeated `$1` would
-        // bind the wrong values if bound by position: bind by the number in each parameter's name.
-        for index in 1..=statement.parameter_count() {
-            let position = match statement.parameter_name(index) {
-                Some(name) => name[1..]
-                    .parse::<usize>()
-                    .map_err(|_| sqlx::Error::InvalidArgument(format!("parameter {name} is not of the form $n")))?,
-                None => index,
-            };
+        let NativeConn(connection, Shapes(shapes)) = conn;
+        let mut statement = connection.prepare_cached(self.sql).map_err(error)?;
+        let shape = match shapes.get(self.sql) {
+            Some(shape) => Arc::clone(shape),
+            None => {
+                let shape = Arc::new(Shape::of(&statement)?);
+                if shapes.len() >= SHAPES {
+                    shapes.clear();
+                }
+                shapes.insert(self.sql.into(), Arc::clone(&shape));
+                shape
+            }
+        };
+        for (index, &position) in shape.arguments.iter().enumerate() {
             let value = self
                 .args
                 .get(position.wrapping_sub(1))
                 .ok_or_else(|| sqlx::Error::InvalidArgument(format!("no value bound for parameter ${position}")))?;
-            statement.raw_bind_parameter(index, value).map_err(error)?;
+            statement.raw_bind_parameter(index + 1, value).map_err(error)?;
         }
-        let columns: Arc<[Box<str>]> = statement.column_names().into_iter().map(Box::from).collect();
+        let columns = &shape.columns;
         let mut rows = statement.raw_query();
         let mut mapped = Vec::new();
         while let Some(row) = rows.next().map_err(error)? {
@@ -89,7 +132,7 @@ impl<'q> Query<'q> {
                 .map(|i| row.get_ref(i).map(Value::from))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(error)?;
-            mapped.push(map(NativeRow { columns: Arc::clone(&columns), values })?);
+            mapped.push(map(NativeRow { columns: Arc::clone(columns), values })?);
         }
         Ok(mapped)
     }
@@ -259,7 +302,7 @@ mod tests {
     fn conn() -> NativeConn {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER NOT NULL, b BLOB)").unwrap();
-        NativeConn(conn)
+        NativeConn::new(conn)
     }
 
     #[tokio::test]
@@ -276,6 +319,24 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(row, Some(("a".to_owned(), 7)));
+    }
+
+    /// The second run of a statement binds and reads by the shape the first one kept.
+    #[tokio::test]
+    async fn a_statement_run_again_binds_and_reads_the_same_way() {
+        let mut conn = conn();
+        let insert = "INSERT INTO t (n, k) VALUES ($2, $1)";
+        for (k, n) in [("a", 1_i64), ("b", 2), ("c", 3)] {
+            query(insert).bind(k).bind(n).execute(&mut conn).await.unwrap();
+        }
+        let select = "SELECT n, k FROM t WHERE n >= $2 AND k <> $1 ORDER BY n";
+        for (skip, from, expected) in [("a", 1_i64, vec!["b", "c"]), ("c", 2, vec!["b"]), ("z", 1, vec!["a", "b", "c"])]
+        {
+            let rows = query(select).bind(skip).bind(from).fetch_all(&mut conn).await.unwrap();
+            let keys: Vec<String> = rows.iter().map(|row| row.try_get("k").unwrap()).collect();
+            assert_eq!(keys, expected, "skipping {skip} from {from}");
+        }
+        assert_eq!(conn.1.0.len(), 2, "one shape per statement");
     }
 
     #[tokio::test]

@@ -119,7 +119,8 @@ fn options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
 
 /// The writer's connection, with the settings [`options`] gives sqlx's.
 fn open_writer(path: &Path) -> Result<NativeConn, StoreError> {
-    let NativeConn(conn) = open_native(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(native_backend)?;
+    let writer = open_native(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(native_backend)?;
+    let conn = &writer.0;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(native_backend)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Backend(format!("SQLite refused WAL mode (journal_mode is {mode})").into()));
@@ -141,7 +142,7 @@ fn open_writer(path: &Path) -> Result<NativeConn, StoreError> {
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
     };
     settings().map_err(native_backend)?;
-    Ok(NativeConn(conn))
+    Ok(writer)
 }
 
 /// A connection to the database file at `path`, opened with `access` (read-write or read-only), with
@@ -154,7 +155,7 @@ pub(crate) fn open_native(path: &Path, access: rusqlite::OpenFlags) -> Result<Na
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    Ok(NativeConn(conn))
+    Ok(NativeConn::new(conn))
 }
 
 /// Read-only connections, opened when needed and kept for the next read.
