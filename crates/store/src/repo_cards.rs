@@ -657,27 +657,9 @@ macro_rules! impl_card_tx {
                 issuer: &cardplane_domain::ids::IssuerId,
                 operation: &cardplane_domain::operation::Operation,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                use $crate::repo::micros;
-                let (seq,): (i64,) = $sql::query_as(
-                    "INSERT INTO operations (issuer_id, operation_id, card_id, operation, status, start_time, end_time, \
-                     details, created_at, next_attempt_at, digital_card_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING seq",
-                )
-                .bind(issuer.as_str())
-                .bind(operation.operation_id.as_str())
-                .bind(operation.card_id.as_str())
-                .bind(operation.kind.as_str())
-                .bind(operation.status.as_str())
-                .bind(micros(operation.start_time))
-                .bind(operation.end_time.map(micros))
-                .bind(operation.details.as_deref())
-                .bind(micros(operation.start_time))
-                .bind(operation.digital_card_id.as_ref().map(|d| d.as_str()))
-                .fetch_optional(&mut *self.conn)
-                .await
-                .map_err($crate::repo::backend)?
-                .ok_or_else(|| $crate::repo::corrupt("an insert that returned no row"))?;
-                self.queue_card(issuer.as_str(), operation.card_id.as_str(), seq, micros(operation.start_time)).await
+                let seq = self.insert_operation(issuer.as_str(), operation, None).await?;
+                let due = $crate::repo::micros(operation.start_time);
+                self.queue_card(issuer.as_str(), operation.card_id.as_str(), seq, due).await
             }
 
             async fn dead_letter_operation(
@@ -687,28 +669,8 @@ macro_rules! impl_card_tx {
                 at: time::OffsetDateTime,
                 error: &str,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                use $crate::repo::micros;
-                // As `dead_letter_sendable` leaves a notification: one attempt, no retry, no lease.
-                $sql::query(
-                    "INSERT INTO operations (issuer_id, operation_id, card_id, operation, status, start_time, end_time, \
-                     details, created_at, digital_card_id, delivery_state, attempts, last_attempt_at, last_error) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $6, $9, 'DEAD', 1, $10, $11)",
-                )
-                .bind(issuer.as_str())
-                .bind(operation.operation_id.as_str())
-                .bind(operation.card_id.as_str())
-                .bind(operation.kind.as_str())
-                .bind(operation.status.as_str())
-                .bind(micros(operation.start_time))
-                .bind(operation.end_time.map(micros))
-                .bind(operation.details.as_deref())
-                .bind(operation.digital_card_id.as_ref().map(|d| d.as_str()))
-                .bind(micros(at))
-                .bind(error)
-                .execute(&mut *self.conn)
-                .await
-                .map_err($crate::repo::backend)?;
-                Ok(())
+                let dead = Some(($crate::repo::micros(at), error));
+                self.insert_operation(issuer.as_str(), operation, dead).await.map(|_| ())
             }
 
             async fn operations(
@@ -801,6 +763,47 @@ macro_rules! impl_card_tx {
         }
 
         impl $crate::repo::SqlTx<'_, $conn> {
+            /// Writes `operation` to the outbox with its delivery record as it starts: pending and due
+            /// at its start, or `dead` already (as `dead_letter_sendable` leaves one: one attempt at
+            /// the time given, for the reason given, no retry, no lease). Answers its place (`seq`).
+            async fn insert_operation(
+                &mut self,
+                issuer: &str,
+                operation: &cardplane_domain::operation::Operation,
+                dead: Option<(i64, &str)>,
+            ) -> Result<i64, cardplane_app::ports::StoreError> {
+                use $crate::repo::micros;
+                let start = micros(operation.start_time);
+                let (state, attempts, next_attempt, last_attempt, error) = match dead {
+                    None => ("PENDING", 0_i64, Some(start), None, None),
+                    Some((at, error)) => ("DEAD", 1, None, Some(at), Some(error)),
+                };
+                let (seq,): (i64,) = $sql::query_as(
+                    "INSERT INTO operations (issuer_id, operation_id, card_id, operation, status, start_time, end_time, \
+                     details, created_at, digital_card_id, delivery_state, attempts, next_attempt_at, last_attempt_at, \
+                     last_error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $6, $9, $10, $11, $12, $13, $14) RETURNING seq",
+                )
+                .bind(issuer)
+                .bind(operation.operation_id.as_str())
+                .bind(operation.card_id.as_str())
+                .bind(operation.kind.as_str())
+                .bind(operation.status.as_str())
+                .bind(start)
+                .bind(operation.end_time.map(micros))
+                .bind(operation.details.as_deref())
+                .bind(operation.digital_card_id.as_ref().map(|d| d.as_str()))
+                .bind(state)
+                .bind(attempts)
+                .bind(next_attempt)
+                .bind(last_attempt)
+                .bind(error)
+                .fetch_optional(&mut *self.conn)
+                .await
+                .map_err($crate::repo::backend)?
+                .ok_or_else(|| $crate::repo::corrupt("an insert that returned no row"))?;
+                Ok(seq)
+            }
+
             fn cards_from_rows(
                 &self,
                 rows: Vec<<$conn as $crate::repo::Connection>::Row>,
