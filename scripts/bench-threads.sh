@@ -10,7 +10,8 @@
 # thread, of the syncer (the WAL's fsyncs) and of the checkpointer (from /proc/PID/task/*/stat), and
 # the bytes the writer wrote (write(2)/pwrite(2), /proc/PID/task/TID/io `wchar`: the WAL, as the
 # writer never checkpoints), and
-# the CPU time of the runtime's threads (HTTP, JSON, cryptography, reads) from the end of the baseline.
+# the CPU time of the runtime's threads (HTTP, JSON, cryptography, reads) and of the load generator
+# from the end of the baseline, and the share of the machine's CPU left idle meanwhile.
 # The writer is idle during the bench's baseline phase, so its totals belong to the scenario (and
 # to the worker's deliveries, which run on it too). Run it twice with two binaries, alternating, to
 # compare them: the machine's noise is larger than most differences.
@@ -37,8 +38,16 @@ BENCH=$!
 # The runtime also serves the baseline phase: count its CPU from the moment that phase is printed.
 until grep -q baseline "$DIR/bench.log" 2>/dev/null || ! kill -0 $BENCH 2>/dev/null; do sleep 0.05; done
 runtime_before=$(runtime_ticks)
+idle_ticks() { awk '/^cpu / {print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+read -r idle_before all_before < <(idle_ticks)
+bench_ticks() { awk '{print $14 + $15}' "/proc/$BENCH/stat" 2>/dev/null; }
+bench_before=$(bench_ticks)
+# The load generator's own CPU: its /proc entry goes when it exits, so keep the last reading.
+(while bench_ticks >"$DIR/bench.ticks.new" && mv "$DIR/bench.ticks.new" "$DIR/bench.ticks"; do sleep 0.1; done) &
 wait $BENCH
 runtime_after=$(runtime_ticks)
+read -r idle_after all_after < <(idle_ticks)
+bench_after=$(cat "$DIR/bench.ticks")
 line=$(grep -E "^ +[a-z]+: " "$DIR/bench.log" | grep -v healthz | tail -1)
 ok=$(sed -E 's/.*\(ok ([0-9]+).*/\1/' <<<"$line")
 ticks=$(getconf CLK_TCK)
@@ -54,4 +63,6 @@ per_request() { # thread name (as /proc shows it, 15 characters at most), field
 grep -E "baseline|^ +[a-z]+: " "$DIR/bench.log" | sed -E 's/ +\(ok [0-9]+, failed [0-9]+\)//'
 echo "  per request: writer $(per_request sqlite-writer cpu) µs CPU, $(per_request sqlite-writer wal) B written;" \
   "syncer $(per_request sqlite-syncer cpu) µs CPU; checkpointer $(per_request sqlite-checkpoi cpu) µs CPU;" \
-  "runtime $(awk -v d=$((runtime_after - runtime_before)) -v t="$ticks" -v ok="$ok" 'BEGIN {printf "%.0f", d / t * 1e6 / ok}') µs CPU"
+  "runtime $(awk -v d=$((runtime_after - runtime_before)) -v t="$ticks" -v ok="$ok" 'BEGIN {printf "%.0f", d / t * 1e6 / ok}') µs CPU;" \
+  "load generator $(awk -v d=$((bench_after - bench_before)) -v t="$ticks" -v ok="$ok" 'BEGIN {printf "%.0f", d / t * 1e6 / ok}') µs CPU;" \
+  "machine idle $(awk -v i=$((idle_after - idle_before)) -v a=$((all_after - all_before)) 'BEGIN {printf "%.0f", 100 * i / a}')%"
