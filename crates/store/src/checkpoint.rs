@@ -3,23 +3,38 @@
 //! By default SQLite checkpoints on the committing connection whenever the WAL passes 1,000 pages, so
 //! our one writer stopped every few batches to read back and copy every page of the last 4 MB, fsync
 //! the database file, and only then take the next batch: 9% of its time under registrations, and a
-//! stall every caller of the next batch waited through. Here the writer never checkpoints
+//! stall every caller of the next batch waited through. Here the writer never checkpoints on its own
 //! (`wal_autocheckpoint = 0`); a thread of its own does, every [`CHECKPOINT_EVERY`], without
 //! blocking anybody (`PASSIVE`). A page written by many batches in that time is copied once.
 //!
-//! A passive checkpoint never waits, so under constant writes it may never catch up with the writer
-//! at the instant the writer begins a transaction, which is when SQLite starts the WAL over; the WAL
-//! would then grow for as long as the load lasts. Once it holds more than [`RESTART_ABOVE`] frames the
-//! checkpointer asks for a `RESTART` checkpoint instead: it waits (the connections' busy timeout)
-//! until the writer is between transactions and no reader still needs the log, copies the little
-//! that is left, and lets the next write start the log from its beginning. Durability does not depend
-//! on any of this: a commit is on disk once the WAL is synced, which the syncer does after every
-//! commit (`syncer`).
+//! SQLite starts the log over only when the writer begins a transaction while every frame of the
+//! WAL is in the database file. Under constant writes a passive checkpoint never sees that instant
+//! (the writer appends while it copies), so the WAL would grow for as long as the load lasts. Once
+//! it holds more than [`RESET_ABOVE`] frames the checkpointer asks the writer to catch up
+//! ([`LogReset`]): between two batches, the writer checkpoints on its own connection what was
+//! appended since the checkpointer's last pass, so that its next transaction finds the log copied
+//! and starts it over. The checkpointer first copies again what was appended during its own long
+//! pass ([`CLOSING_PASSES`]), so that what is left to the writer is about one batch.
+//!
+//! The checkpointer used to make the log start over itself with a `RESTART` checkpoint, which holds
+//! the write lock while it waits for readers and fsyncs the database file: measured under
+//! registrations, 30–140 ms in which the writer could not begin a batch, and then slept in SQLite's
+//! busy handler, which was every request's worst latency. The catch-up holds the writer for the
+//! length of one small checkpoint instead (5–15 ms measured, most of it the database file's
+//! fsync). `RESTART` is kept for a log that readers keep pinned
+//! past [`RESTART_ABOVE`] frames (a reader that began before the catch-up and holds its snapshot
+//! stops the log from starting over).
+//!
+//! Durability does not depend on any of this: a commit is on disk once the WAL is synced, which
+//! the syncer does after every commit (`syncer`), and every checkpoint syncs the WAL before it
+//! copies any of it, and the database file before the log may start over.
 
 use crate::native::NativeConn;
 use crate::sqlite::{native_backend, open_native};
 use cardplane_app::ports::StoreError;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -28,13 +43,57 @@ use std::time::Duration;
 pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Bytes a WAL file is cut back to when the log starts over, so that one burst does not keep its
-/// size on disk for good.
-pub(crate) const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+/// size on disk for good. Well above what the log reaches under steady load (it starts over
+/// past [`RESET_ABOVE`] frames, plus what half a second of writes adds): a WAL that is reused
+/// rather than cut back and regrown is overwritten in place, so its fsyncs carry no metadata, and
+/// the first commit after a restart pays no `ftruncate` (4–6 ms measured, on the writer).
+pub(crate) const WAL_SIZE_LIMIT: i64 = 128 * 1024 * 1024;
 
-/// WAL frames (pages) beyond which the checkpointer makes the log start over: 64 MiB of the pages
-/// this store creates (a database from before them, with 4 KiB pages, goes to 128 MiB). Measured:
-/// 10 s of life-cycle operations grow the WAL by 250 MB without a restart.
-pub(crate) const RESTART_ABOVE: i64 = WAL_SIZE_LIMIT / crate::sqlite::PAGE_SIZE as i64;
+/// WAL frames (pages) beyond which the checkpointer asks the writer to catch up, so that the log
+/// starts over: 32 MiB of the pages this store creates (a database from before them, with 4 KiB
+/// pages, goes to 64 MiB). Measured: registrations append about 16,000 such frames between two
+/// checkpoints; 10 s of life-cycle operations grow the WAL by 250 MB if it never starts over.
+pub(crate) const RESET_ABOVE: i64 = WAL_SIZE_LIMIT / 4 / crate::sqlite::PAGE_SIZE as i64;
+
+/// WAL frames beyond which readers have kept the log from starting over for several passes: the
+/// checkpointer then waits for them, and for the writer, with a `RESTART` checkpoint.
+pub(crate) const RESTART_ABOVE: i64 = 8 * RESET_ABOVE;
+
+/// Before it asks the writer to catch up, the checkpointer copies again what the writer appended
+/// during its last pass, at most this many times, until that is no more than [`CATCH_UP_FRAMES`]:
+/// the writer's catch-up then copies little more than one batch (a first pass copies half a
+/// second of writes and takes 10–30 ms, during which the writer appends hundreds of frames;
+/// copied by the writer, they held every request for as long).
+const CLOSING_PASSES: usize = 4;
+
+/// See [`CLOSING_PASSES`].
+const CATCH_UP_FRAMES: i64 = 128;
+
+/// The checkpointer's request that the writer catch up between two batches (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct LogReset(AtomicBool);
+
+impl LogReset {
+    pub(crate) fn request(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a catch-up was asked for since the last call.
+    pub(crate) fn take(&self) -> bool {
+        self.0.load(Ordering::Relaxed) && self.0.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// The frame counts at which a pass asks for more than a passive checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Ask the writer to catch up.
+    pub(crate) reset_above: i64,
+    /// Wait for the writer and the readers (`RESTART`).
+    pub(crate) restart_above: i64,
+}
+
+pub(crate) const LIMITS: Limits = Limits { reset_above: RESET_ABOVE, restart_above: RESTART_ABOVE };
 
 /// The running checkpointer; [`Checkpointer::stop`] ends it.
 pub(crate) struct Checkpointer {
@@ -44,7 +103,7 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts checkpointing the database at `path` on a thread of its own, with a connection of its own.
-    pub(crate) fn start(path: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn start(path: &Path, reset: Arc<LogReset>) -> Result<Self, StoreError> {
         let conn = open_native(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(native_backend)?;
         // The writer commits without syncing (the syncer does, after it): a checkpoint must sync the
         // WAL before it copies any of it into the database file, and the database file before the log
@@ -56,8 +115,16 @@ impl Checkpointer {
             .name("sqlite-checkpointer".to_owned())
             .spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                    if let Err(error) = checkpoint(&conn, RESTART_ABOVE) {
-                        tracing::warn!(%error, "checkpointing the SQLite WAL failed; trying again later");
+                    let started = std::time::Instant::now();
+                    match checkpoint(&conn, LIMITS, &reset) {
+                        Ok(done) => tracing::debug!(
+                            frames = done.frames,
+                            copied = done.copied,
+                            restarted = done.restarted,
+                            micros = started.elapsed().as_micros() as u64,
+                            "checkpointed the SQLite WAL"
+                        ),
+                        Err(error) => tracing::warn!(%error, "checkpointing the SQLite WAL failed; trying again later"),
                     }
                 }
             })
@@ -85,20 +152,42 @@ pub(crate) struct Checkpointed {
     pub(crate) restarted: bool,
 }
 
-/// Copies what it can of the WAL without waiting; if the WAL holds more than `restart_above` frames,
-/// waits for the writer and readers so that the log starts over.
-pub(crate) fn checkpoint(conn: &NativeConn, restart_above: i64) -> Result<Checkpointed, rusqlite::Error> {
-    let run = |mode: &str| {
-        conn.0.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-            Ok((row.get::<_, i64>(0)? != 0, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        })
-    };
-    let (_, frames, copied) = run("PASSIVE")?;
-    if frames <= restart_above {
-        return Ok(Checkpointed { frames, copied, restarted: false });
+/// One pass of the checkpointer: copies what it can of the WAL without waiting. If the WAL then
+/// holds more than `limits.reset_above` frames it copies again what was appended meanwhile (see
+/// [`CLOSING_PASSES`]) and asks the writer to catch up; past
+/// `limits.restart_above` it waits for the writer and the readers so that the log starts over.
+pub(crate) fn checkpoint(conn: &NativeConn, limits: Limits, reset: &LogReset) -> Result<Checkpointed, rusqlite::Error> {
+    let mut done = run(conn, "PASSIVE")?;
+    if done.frames > limits.restart_above {
+        return run(conn, "RESTART");
     }
-    let (busy, frames, copied) = run("RESTART")?;
-    Ok(Checkpointed { frames, copied, restarted: !busy })
+    if done.frames > limits.reset_above {
+        for _ in 0..CLOSING_PASSES {
+            let again = run(conn, "PASSIVE")?;
+            let appended = again.frames - done.frames;
+            done = again;
+            if appended <= CATCH_UP_FRAMES {
+                break;
+            }
+        }
+        reset.request();
+    }
+    Ok(done)
+}
+
+/// The writer's catch-up: between two batches, copies what the checkpointer has not yet, so that
+/// the writer's next transaction finds the whole log in the database file and starts it over.
+/// Never waits: if the checkpointer is copying at this instant, nothing is done (and the
+/// checkpointer asks again after its pass).
+pub(crate) fn catch_up(writer: &NativeConn) -> Result<Checkpointed, rusqlite::Error> {
+    run(writer, "PASSIVE")
+}
+
+fn run(conn: &NativeConn, mode: &str) -> Result<Checkpointed, rusqlite::Error> {
+    conn.0.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        let (busy, frames, copied) = (row.get::<_, i64>(0)? != 0, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?);
+        Ok(Checkpointed { frames, copied, restarted: mode == "RESTART" && !busy })
+    })
 }
 
 #[cfg(test)]
@@ -140,36 +229,90 @@ mod tests {
         std::fs::metadata(path.with_extension("db-wal")).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Without checkpoints the WAL of a writer that never checkpoints grows with every commit; with
-    /// them it starts over once it passes the limit, and stays bounded however long the writes go on.
-    #[test]
-    fn the_wal_starts_over_once_it_passes_the_limit() {
-        let Database { path, writer, checkpointer, .. } = &database();
-        let commit = |n: i64| {
-            writer.0.execute("INSERT INTO t (k, v) VALUES (?1, zeroblob(3000))", [n]).expect("an insert commits");
-        };
-        for n in 0..200 {
-            commit(n);
+    /// Commits `n` as the writer does under constant load: the checkpointer's pass runs while the
+    /// writer's transaction is open, so the pass never sees the whole log copied at the instant the
+    /// next transaction begins. Between transactions the writer catches up if asked to (`catch_up`).
+    fn commit_under_load(
+        db: &Database,
+        n: i64,
+        limits: Limits,
+        reset: &LogReset,
+        catch_up_asked: bool,
+    ) -> Checkpointed {
+        if catch_up_asked && reset.take() {
+            let done = catch_up(&db.writer).expect("a catch-up runs");
+            assert_eq!(done.copied, done.frames, "the writer's catch-up copies the whole log");
         }
-        let unchecked = wal_len(path);
-        assert!(unchecked > 200 * 3000, "the WAL holds every commit: {unchecked} bytes");
+        db.writer.0.execute_batch("BEGIN IMMEDIATE").expect("a transaction");
+        db.writer.0.execute("INSERT INTO t (k, v) VALUES (?1, zeroblob(3000))", [n]).expect("an insert");
+        let done = checkpoint(&db.checkpointer, limits, reset).expect("a checkpoint runs");
+        db.writer.0.execute_batch("COMMIT").expect("a commit");
+        assert!(done.copied <= done.frames, "{done:?}");
+        done
+    }
 
-        let (mut restarts, mut largest) = (0, 0);
-        for n in 200..2_000 {
-            commit(n);
-            let done = checkpoint(checkpointer, 64).expect("a checkpoint runs");
-            assert!(done.copied <= done.frames, "{done:?}");
+    fn rows(db: &Database) -> i64 {
+        db.writer.0.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("a count")
+    }
+
+    /// Under constant writes the log grows for good if nobody makes it start over; with the writer
+    /// catching up when the checkpointer asks, it starts over once it passes the limit, and stays
+    /// bounded however long the writes go on, without a `RESTART`.
+    #[test]
+    fn the_wal_starts_over_once_the_writer_catches_up() {
+        let db = &database();
+        let limits = Limits { reset_above: 64, restart_above: i64::MAX };
+        let reset = LogReset::default();
+        let mut largest = 0;
+        for n in 0..300 {
+            largest = largest.max(commit_under_load(db, n, limits, &reset, false).frames);
+        }
+        assert!(largest >= 290, "without catch-ups the log grows with every commit: {largest} frames");
+        let unchecked = wal_len(&db.path);
+
+        let (mut restarts, mut last) = (0, largest);
+        let mut largest = 0;
+        for n in 300..2_000 {
+            let done = commit_under_load(db, n, limits, &reset, true);
+            assert!(!done.restarted, "no RESTART checkpoint is needed");
+            if done.frames < last {
+                restarts += 1;
+            }
             if restarts > 0 {
                 largest = largest.max(done.frames);
             }
-            restarts += usize::from(done.restarted);
+            last = done.frames;
         }
-        assert!(restarts > 0, "the log never started over");
-        // Once started over, the log is made to start over again whenever it passes 64 frames.
+        assert!(restarts > 10, "the log started over {restarts} times");
+        // Once started over, the log starts over again soon after it passes 64 frames.
         assert!(largest <= 64 + 8, "after the first restart the WAL grew to {largest} frames");
-        assert!(wal_len(path) < unchecked, "the WAL file was not cut back");
-        let rows: i64 = writer.0.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("a count");
-        assert_eq!(rows, 2_000, "nothing was lost to a restart");
+        assert!(wal_len(&db.path) < unchecked, "the WAL file was not cut back");
+        assert_eq!(rows(db), 2_000, "nothing was lost to a restart");
+    }
+
+    /// A log nobody made start over (here: the writer never catches up) is restarted by the
+    /// checkpointer once it passes the last limit, waiting for the writer to be between transactions.
+    #[test]
+    fn a_log_past_the_last_limit_is_restarted_by_the_checkpointer() {
+        let db = &database();
+        let growing = Limits { reset_above: 64, restart_above: i64::MAX };
+        let reset = LogReset::default();
+        let mut grown = Checkpointed { frames: 0, copied: 0, restarted: false };
+        for n in 0..200 {
+            grown = commit_under_load(db, n, growing, &reset, false);
+            assert!(!grown.restarted, "{grown:?} below the last limit");
+        }
+        assert!(reset.take(), "the checkpointer asked the writer to catch up");
+        // The writer is between transactions, has not caught up, and the log passes the last limit.
+        db.writer.0.execute("INSERT INTO t (k, v) VALUES (200, zeroblob(3000))", []).expect("an insert");
+        let limits = Limits { reset_above: 64, restart_above: grown.frames };
+        let restarted = checkpoint(&db.checkpointer, limits, &reset).expect("a checkpoint runs");
+        assert!(restarted.frames > grown.frames, "{restarted:?} after {grown:?}");
+        assert!(restarted.restarted && restarted.copied == restarted.frames, "{restarted:?}");
+        db.writer.0.execute("INSERT INTO t (k, v) VALUES (201, zeroblob(3000))", []).expect("an insert");
+        let after = checkpoint(&db.checkpointer, growing, &reset).expect("a checkpoint runs");
+        assert!(after.frames < 8, "the next commit started the log over: {after:?}");
+        assert_eq!(rows(db), 202, "nothing was lost to a restart");
     }
 
     /// A checkpoint below the limit copies the WAL into the database file and never waits.
@@ -182,7 +325,7 @@ mod tests {
             writer.0.execute("INSERT INTO t (k, v) VALUES (?1, zeroblob(3000))", [n]).expect("an insert");
         }
         writer.0.execute_batch("COMMIT").expect("a commit");
-        let done = checkpoint(checkpointer, RESTART_ABOVE).expect("a checkpoint runs");
+        let done = checkpoint(checkpointer, LIMITS, &LogReset::default()).expect("a checkpoint runs");
         assert_eq!(done, Checkpointed { frames: done.frames, copied: done.frames, restarted: false });
         assert!(done.frames >= 100, "{done:?}");
         let after = std::fs::metadata(path).expect("the file exists").len();

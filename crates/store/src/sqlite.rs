@@ -18,10 +18,11 @@
 //! commits, each on a consistent snapshot. A read is answered only once everything it could have
 //! seen is on disk (`syncer`). sqlx is used for the migrations only.
 //!
-//! The writer never checkpoints: a thread of its own copies the WAL into the database file
-//! (`checkpoint`).
+//! The writer does not checkpoint: a thread of its own copies the WAL into the database file
+//! (`checkpoint`). It only catches up, between two batches, when the checkpointer asks, so that the
+//! log can start over.
 
-use crate::checkpoint::{Checkpointer, WAL_SIZE_LIMIT};
+use crate::checkpoint::{self, Checkpointer, LogReset, WAL_SIZE_LIMIT};
 use crate::native::{self, NativeConn};
 use crate::repo::{SqlTx, backend, impl_tx};
 use crate::repo_cards::impl_card_tx;
@@ -88,6 +89,8 @@ pub struct GroupCommitStats {
     pub units: AtomicU64,
     /// WAL fsyncs, each making every batch committed before it durable.
     pub syncs: AtomicU64,
+    /// Checkpoints the writer ran between batches so that the WAL could start over.
+    pub catch_ups: AtomicU64,
 }
 
 struct Job {
@@ -243,7 +246,8 @@ impl SqliteStore {
         MIGRATOR.run(&mut migrations).await.map_err(|e| StoreError::Backend(Box::new(e)))?;
         migrations.close().await.map_err(backend)?;
         let writer = open_writer(options.get_filename())?;
-        let checkpointer = Checkpointer::start(options.get_filename())?;
+        let log_reset = Arc::new(LogReset::default());
+        let checkpointer = Checkpointer::start(options.get_filename(), Arc::clone(&log_reset))?;
         let readers = Arc::new(Readers::new(options.get_filename()));
         readers.give_back(readers.take().map_err(native_backend)?);
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
@@ -265,7 +269,7 @@ impl SqliteStore {
                         .enable_all()
                         .build()
                         .expect("a current-thread runtime can be built");
-                    let writer = Writer { conn: writer, vault, stats, durability, syncer };
+                    let writer = Writer { conn: writer, vault, stats, durability, syncer, log_reset };
                     runtime.block_on(writer.run(queue, shutdown));
                     checkpointer.stop();
                 })
@@ -293,6 +297,8 @@ struct Writer {
     stats: Arc<GroupCommitStats>,
     durability: Arc<Durability>,
     syncer: Syncer,
+    /// Set by the checkpointer when the WAL should start over (`checkpoint`).
+    log_reset: Arc<LogReset>,
 }
 
 impl Writer {
@@ -324,6 +330,7 @@ impl Writer {
             batches = load(&self.stats.batches),
             units = load(&self.stats.units),
             syncs = load(&self.stats.syncs),
+            catch_ups = load(&self.stats.catch_ups),
             "the SQLite writer stopped"
         );
         if let Err((_, error)) = self.conn.0.close() {
@@ -333,6 +340,9 @@ impl Writer {
 
     /// Runs `batch` in one transaction and has every job answered once the commit is durable.
     async fn commit_batch(&mut self, batch: &mut Vec<Job>) {
+        if self.log_reset.take() {
+            self.catch_up();
+        }
         let conn = &mut self.conn;
         let size = batch.len();
         if let Err(error) = control(conn, "BEGIN IMMEDIATE") {
@@ -396,6 +406,27 @@ impl Writer {
                     self.syncer.commit_failed(number);
                 }
             }
+        }
+    }
+}
+
+impl Writer {
+    /// Copies into the database file what the checkpointer has not yet, so that the next batch
+    /// starts the WAL over (`checkpoint`). A failure only leaves the log to grow until the
+    /// checkpointer asks again.
+    fn catch_up(&self) {
+        let started = std::time::Instant::now();
+        match checkpoint::catch_up(&self.conn) {
+            Ok(done) => {
+                self.stats.catch_ups.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    frames = done.frames,
+                    copied = done.copied,
+                    micros = started.elapsed().as_micros() as u64,
+                    "the SQLite writer caught up with the checkpointer"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "the SQLite writer could not catch up with the checkpointer"),
         }
     }
 }

@@ -158,6 +158,7 @@ fn run(
         let mut tickets = vec![first];
         tickets.extend(waiting.try_iter());
         if tickets.iter().any(|ticket| ticket.committed) {
+            let started = std::time::Instant::now();
             let synced = match &file {
                 Some(file) => sync(file),
                 None => File::open(wal).and_then(|opened| sync(file.insert(opened))),
@@ -171,6 +172,7 @@ fn run(
                 std::process::abort();
             }
             stats.syncs.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!(micros = started.elapsed().as_micros() as u64, batches = tickets.len(), "WAL synced");
         }
         let last = tickets.last().map_or(0, |ticket| ticket.batch);
         durability.synced.send_replace(last);
