@@ -178,7 +178,9 @@ pub(crate) fn checkpoint(conn: &NativeConn, limits: Limits, reset: &LogReset) ->
 /// The writer's catch-up: between two batches, copies what the checkpointer has not yet, so that
 /// the writer's next transaction finds the whole log in the database file and starts it over.
 /// Never waits: if the checkpointer is copying at this instant, nothing is done (and the
-/// checkpointer asks again after its pass).
+/// checkpointer asks again after its pass). The writer's connection runs at `synchronous=NORMAL`,
+/// at which SQLite still syncs in a checkpoint: the WAL before copying, the database file before
+/// the log may start over, and the log's new header.
 pub(crate) fn catch_up(writer: &NativeConn) -> Result<Checkpointed, rusqlite::Error> {
     run(writer, "PASSIVE")
 }
