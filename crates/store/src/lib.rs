@@ -7,12 +7,13 @@
 //!   (`repo_outbox`: the notification outbox and its claims by workers).
 //!   The macros take the connection type and the module whose `query`/`query_as` run on it.
 //! - `native`: that query surface over `rusqlite`, for SQLite (no thread hop per statement).
-//! - [`sqlite`]: [`SqliteStore`]: WAL, `synchronous=FULL`, one group-committing writer thread,
-//!   at most eight read-only connections for reads.
+//! - [`sqlite`]: [`SqliteStore`]: WAL, one group-committing writer thread (committing at
+//!   `synchronous=NORMAL`; the syncer makes each batch durable before it is answered), at most eight
+//!   read-only connections for reads.
 //! - `syncer`: the SQLite syncer, which fsyncs the WAL on a thread of its own and only then answers a
 //!   committed batch, while the writer runs the next one; reads wait for what they saw to be synced.
 //! - `checkpoint`: the SQLite checkpointer, which copies the WAL into the database file on a thread
-//!   of its own, so that the writer never stops to.
+//!   of its own, and asks the writer to catch up between two batches when the log should start over.
 //! - [`postgres`]: [`PgStore`]: a connection pool, one transaction per unit of work.
 //! - `migrations/{sqlite,postgres}`: each backend's schema, embedded in the binary and run at start.
 //!

@@ -83,7 +83,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much batching the writer achieved: `units / batches` is the mean group size.
 #[derive(Debug, Default)]
 pub struct GroupCommitStats {
-    /// Transactions committed (each one fsync).
+    /// Transactions committed (made durable by the syncer's fsyncs, `syncs`).
     pub batches: AtomicU64,
     /// Units of work committed in them.
     pub units: AtomicU64,
@@ -139,8 +139,8 @@ fn open_writer(path: &Path) -> Result<NativeConn, StoreError> {
         // write(2) per page: 44,553 writes, 101 MB in 4 s of a notification drain, three times the
         // WAL's own. In memory they cost a copy.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        // The checkpointer copies the WAL into the database file; the writer never stops to
-        // (`checkpoint`). When the log starts over, a file grown by a burst is cut back.
+        // The checkpointer copies the WAL into the database file; the writer only catches up when
+        // asked (`checkpoint`). When the log starts over, a file grown by a burst is cut back.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
     };
@@ -408,9 +408,7 @@ impl Writer {
             }
         }
     }
-}
 
-impl Writer {
     /// Copies into the database file what the checkpointer has not yet, so that the next batch
     /// starts the WAL over (`checkpoint`). A failure only leaves the log to grow until the
     /// checkpointer asks again.
