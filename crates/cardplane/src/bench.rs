@@ -55,6 +55,12 @@ pub struct BenchArgs {
     /// bench only fills a database (`--cards 1000000 --seconds 3600`, say).
     #[arg(long)]
     pub baseline_seconds: Option<u64>,
+    /// How many times to measure the baseline and then the scenario, in turn. With more than one,
+    /// the run ends with the rounds pooled: the machine's speed drifts over a run (other tenants,
+    /// page cache, turbo), and alternating short phases puts both figures of a ratio under the
+    /// same drift. Registrations continue with fresh cards from round to round.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub rounds: u16,
     /// Card registrations to prepare (each needs its JWE made ahead); the register phase stops
     /// early when they run out.
     #[arg(long, default_value_t = 100_000)]
@@ -122,19 +128,19 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
         }
     }
     let duration = Duration::from_secs(args.seconds);
+    let rounds = if args.rounds > 1 { format!(", {} rounds", args.rounds) } else { String::new() };
     println!(
-        "cardplane bench: {:?}, {} connections, {} s per phase, against {base}",
+        "cardplane bench: {:?}, {} connections, {} s per phase{rounds}, against {base}",
         args.scenario, args.connections, args.seconds
     );
-    let baseline = baseline(&http, base, args.connections, args.baseline_duration()).await;
     let fresh: Arc<Vec<(String, Value)>> = Arc::new(fresh.to_vec());
     let standing: Arc<Vec<(String, Value)>> = Arc::new(standing.to_vec());
-    let drive = |label: String, base: String, reuse_cards: bool| {
+    let drive = |label: String, base: String, reuse_cards: bool, progress: Arc<Progress>| {
         let (http, bank, fresh, standing) = (http.clone(), bank.clone(), fresh.clone(), standing.clone());
-        let (scenario, connections, next_card) = (args.scenario, args.connections, Arc::new(AtomicUsize::new(0)));
+        let (scenario, connections) = (args.scenario, args.connections);
         let request = move |connection: usize, n: usize| {
             let (http, bank, base) = (http.clone(), bank.clone(), base.clone());
-            let (fresh, standing, next_card) = (fresh.clone(), standing.clone(), next_card.clone());
+            let (fresh, standing, progress) = (fresh.clone(), standing.clone(), progress.clone());
             async move {
                 let kind = match scenario {
                     Scenario::Mix => [Scenario::Register, Scenario::Get, Scenario::Lifecycle, Scenario::Get][n % 4],
@@ -143,7 +149,7 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
                 let own = &standing.get(connection).map(|(id, _)| id.clone()).unwrap_or_default();
                 let status = match kind {
                     Scenario::Register => {
-                        let mut next = next_card.fetch_add(1, Ordering::Relaxed);
+                        let mut next = progress.next_card.fetch_add(1, Ordering::Relaxed);
                         // A stateless mock may see the same card again; cardplane may not.
                         if reuse_cards && !fresh.is_empty() {
                             next %= fresh.len();
@@ -155,7 +161,7 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
                     Scenario::Get => bank.get(&http, &base, own).await.unwrap_or(0),
                     _ => {
                         // Each connection suspends and resumes its own card, in turn.
-                        let step = if scenario == Scenario::Mix { n / 4 } else { n };
+                        let step = progress.operations[connection].fetch_add(1, Ordering::Relaxed);
                         let op = if step % 2 == 0 { "suspend" } else { "resume" };
                         bank.operate(&http, &base, own, op, "USER_DECISION").await.unwrap_or(0)
                     }
@@ -166,11 +172,34 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
         async move { phase(&label, connections, duration, request).await }
     };
     let label = format!("{:?}", args.scenario).to_lowercase();
-    let result = drive(label.clone(), base.to_owned(), false).await;
-    result.print(Some(&baseline));
+    let progress = Arc::new(Progress::new(args.connections));
+    let mut measured = Vec::with_capacity(usize::from(args.rounds));
+    for _ in 0..args.rounds {
+        let baseline = baseline(&http, base, args.connections, args.baseline_duration()).await;
+        let result = drive(label.clone(), base.to_owned(), false, Arc::clone(&progress)).await;
+        result.print(Some(&baseline));
+        measured.push((baseline, result));
+    }
+    if progress.next_card.load(Ordering::Relaxed) > fresh.len() {
+        println!("{:>24}  ran out of prepared cards: raise --cards for full phases", "");
+    }
+    let (baseline, result) = if measured.len() == 1 {
+        measured.pop().expect("one round")
+    } else {
+        let (baselines, results): (Vec<Phase>, Vec<Phase>) = measured.into_iter().unzip();
+        let ratios: Vec<String> =
+            baselines.iter().zip(&results).map(|(b, r)| format!("{:.3}", r.throughput() / b.throughput())).collect();
+        let baseline = Phase::pooled("baseline, all rounds", &baselines);
+        let result = Phase::pooled(&format!("{label}, all rounds"), &results);
+        baseline.print(None);
+        result.print(Some(&baseline));
+        println!("{:>24}  ratio by round: {}", "", ratios.join(", "));
+        (baseline, result)
+    };
     if let Some(other) = &args.compare_with {
         let other = other.trim_end_matches('/').to_owned();
-        let compared = drive(format!("{label} at {other}"), other, true).await;
+        let compared =
+            drive(format!("{label} at {other}"), other, true, Arc::new(Progress::new(args.connections))).await;
         compared.print(Some(&baseline));
         if compared.ok == 0 {
             bail!("no request to {} succeeded: is it serving this API?", compared.label);
@@ -183,6 +212,20 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Where a target's scenario stands, carried from round to round: the next prepared card to
+/// register, and how many suspends and resumes each connection's card has had (an even count:
+/// it is active, so the next is a suspend).
+struct Progress {
+    next_card: AtomicUsize,
+    operations: Vec<AtomicUsize>,
+}
+
+impl Progress {
+    fn new(connections: usize) -> Self {
+        Self { next_card: AtomicUsize::new(0), operations: (0..connections).map(|_| AtomicUsize::new(0)).collect() }
+    }
 }
 
 /// Starts this binary's `serve` on a free loopback port and waits until it is ready.
@@ -389,6 +432,31 @@ struct Phase {
 }
 
 impl Phase {
+    fn empty(label: &str) -> Phase {
+        Phase {
+            label: label.to_owned(),
+            ok: 0,
+            failed_by_status: BTreeMap::new(),
+            elapsed: Duration::ZERO,
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+        }
+    }
+
+    /// The phases of several rounds as one: their requests over their summed durations, their
+    /// latencies in one histogram.
+    fn pooled(label: &str, phases: &[Phase]) -> Phase {
+        let mut pooled = Phase::empty(label);
+        for phase in phases {
+            pooled.ok += phase.ok;
+            pooled.elapsed += phase.elapsed;
+            for (status, count) in &phase.failed_by_status {
+                *pooled.failed_by_status.entry(*status).or_default() += count;
+            }
+            let _ = pooled.latency.add(&phase.latency);
+        }
+        pooled
+    }
+
     fn failed(&self) -> usize {
         self.failed_by_status.values().sum()
     }
@@ -473,13 +541,7 @@ where
             })
         })
         .collect();
-    let mut phase = Phase {
-        label: label.to_owned(),
-        ok: 0,
-        failed_by_status: BTreeMap::new(),
-        elapsed: Duration::ZERO,
-        latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-    };
+    let mut phase = Phase::empty(label);
     for task in tasks {
         if let Ok((ok, failed, latency)) = task.await {
             phase.ok += ok;

@@ -622,22 +622,36 @@ async fn a_separate_worker_process_delivers_for_an_api_only_server() {
 }
 
 /// `cardplane bench` starts its own server, measures the baseline and the scenario in one run,
-/// and reports every request as answered (a mix of registrations, reads and suspend/resume).
+/// and reports every request as answered (a mix of registrations, reads and suspend/resume); with
+/// `--rounds` it alternates them and pools the rounds, each round's ratio listed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bench_command_measures_a_scenario_against_its_baseline() {
     let dir = tempfile::tempdir().unwrap();
     let output = cardplane(dir.path())
-        .args(["bench", "--scenario", "mix", "--connections", "4", "--seconds", "1", "--cards", "200"])
+        .args(["bench", "--scenario", "mix", "--connections", "4", "--seconds", "1", "--cards", "3000"])
+        .args(["--rounds", "2"])
         .output()
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let lines = |label: &str| stdout.lines().filter(|l| l.trim_start().starts_with(label)).count();
     let line = |label: &str| stdout.lines().find(|l| l.trim_start().starts_with(label)).map(str::to_owned);
-    let baseline = line("baseline GET /healthz:").expect("a baseline line");
-    let mix = line("mix:").expect("a scenario line");
+    assert_eq!(
+        (lines("baseline GET /healthz:"), lines("mix:")),
+        (2, 2),
+        "a baseline and a scenario per round: {stdout}"
+    );
+    let baseline = line("baseline, all rounds:").expect("a pooled baseline line");
+    let mix = line("mix, all rounds:").expect("a pooled scenario line");
     assert!(baseline.contains("failed 0") && mix.contains("failed 0"), "{stdout}");
     assert!(mix.contains("x baseline") && mix.contains("p99"), "{stdout}");
+    let ok = |l: &str| l.split("(ok ").nth(1).and_then(|r| r.split(',').next()).map(|n| n.parse::<usize>().unwrap());
+    let per_round: usize = stdout.lines().filter(|l| l.trim_start().starts_with("mix:")).filter_map(ok).sum();
+    assert_eq!(ok(&mix), Some(per_round), "the pooled line counts every round's requests: {stdout}");
+    let by_round = line("ratio by round:").expect("the ratio of each round");
+    assert_eq!(by_round.matches(", ").count(), 1, "{stdout}");
+    assert!(!stdout.contains("ran out of prepared cards"), "{stdout}");
 }
 
 /// The drain scenario makes its backlog with the worker off, restarts the server, and counts every
