@@ -12,3 +12,9 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+/// Rust's allocations go to mimalloc: glibc's malloc and free were about a fifth of a card
+/// registration's instructions outside the ECDH (callgrind, docs/PERFORMANCE.md). SQLite and
+/// aws-lc keep glibc's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
