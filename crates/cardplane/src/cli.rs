@@ -74,14 +74,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { .. } => {
             let clock = std::sync::Arc::new(cardplane_app::ports::SystemClock);
-            let server = crate::server::start_with(settings, clock, crate::server::termination()).await?;
+            let server = crate::server::start_with(settings, clock, crate::server::termination()?).await?;
             server.wait().await
         }
         Command::Worker => {
+            let terminated = crate::server::termination()?;
             let clock = std::sync::Arc::new(cardplane_app::ports::SystemClock);
             let platform = crate::platform(&settings, clock.clone()).await?;
             let worker = crate::server::worker(&platform, &settings, clock).start();
-            crate::server::termination().await;
+            terminated.await;
             tracing::info!("shutting down: finishing the batches in flight");
             worker.stop().await;
             platform.store().close().await;

@@ -93,18 +93,27 @@ async fn close(platform: &Platform) {
     tracing::info!("cardplane stopped");
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn termination() {
-    let interrupt = tokio::signal::ctrl_c();
+/// A future that resolves on SIGTERM or SIGINT (Ctrl-C).
+///
+/// The handlers are installed here, when it is called, not when the future is first polled: the
+/// server is polled for the first time inside its own task, and a SIGTERM that arrives before that
+/// (a supervisor stopping a server that has just said it listens) would otherwise kill the process
+/// with the default action instead of draining it.
+pub fn termination() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM can be handled");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

@@ -115,7 +115,7 @@ async fn the_first_command_runs_on_a_new_sqlite_file_and_keeps_state_across_rest
     let issuer = client.get(format!("{}/admin/v1/issuers/BANK000001", served.base)).send().await.unwrap();
     assert_eq!(issuer.status(), 200, "the issuer survived the restart");
     let (status, logs) = served.terminate().await;
-    assert!(status.success());
+    assert!(status.success(), "SIGTERM ends cleanly after the restart: {status:?} {logs:?}");
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key_text, "the key file is reused, not replaced");
     assert!(!logs.iter().any(|l| { l["fields"]["message"].as_str().unwrap_or("").contains("created one") }));
 }
