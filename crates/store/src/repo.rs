@@ -24,14 +24,27 @@ pub(crate) struct SqlTx<'c, C> {
 /// A connection the repository runs on, and the rows it yields (for helpers that map rows).
 pub(crate) trait Connection {
     type Row;
+
+    /// The key SQLite gave the row the last `INSERT` on this connection wrote, if the backend
+    /// tells it: there, an `INSERT` reads it back instead of asking for it with `RETURNING`, which
+    /// SQLite answers through a temporary table (opened, filled, read and dropped per statement).
+    fn last_insert_rowid(&self) -> Option<i64>;
 }
 
 impl Connection for sqlx::PgConnection {
     type Row = sqlx::postgres::PgRow;
+
+    fn last_insert_rowid(&self) -> Option<i64> {
+        None
+    }
 }
 
 impl Connection for crate::native::NativeConn {
     type Row = crate::native::NativeRow;
+
+    fn last_insert_rowid(&self) -> Option<i64> {
+        Some(self.0.last_insert_rowid())
+    }
 }
 
 pub(crate) fn backend(error: sqlx::Error) -> StoreError {

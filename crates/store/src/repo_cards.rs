@@ -108,6 +108,16 @@ macro_rules! card_columns {
 }
 pub(crate) use card_columns;
 
+/// The columns and values of a new `operations` row (`insert_operation`).
+macro_rules! operation_insert {
+    () => {
+        "(issuer_id, operation_id, card_id, operation, status, start_time, end_time, details, created_at, \
+         digital_card_id, delivery_state, attempts, next_attempt_at, last_attempt_at, last_error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $6, $9, $10, $11, $12, $13, $14)"
+    };
+}
+pub(crate) use operation_insert;
+
 pub(crate) struct CardRow {
     pub card_id: String,
     pub consumer_id: String,
@@ -778,11 +788,13 @@ macro_rules! impl_card_tx {
                     None => ("PENDING", 0_i64, Some(start), None, None),
                     Some((at, error)) => ("DEAD", 1, None, Some(at), Some(error)),
                 };
-                let (seq,): (i64,) = $sql::query_as(
-                    "INSERT INTO operations (issuer_id, operation_id, card_id, operation, status, start_time, end_time, \
-                     details, created_at, digital_card_id, delivery_state, attempts, next_attempt_at, last_attempt_at, \
-                     last_error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $6, $9, $10, $11, $12, $13, $14) RETURNING seq",
-                )
+                use $crate::repo::Connection;
+                const INSERT: &str = concat!("INSERT INTO operations ", $crate::repo_cards::operation_insert!());
+                const INSERT_RETURNING: &str =
+                    concat!("INSERT INTO operations ", $crate::repo_cards::operation_insert!(), " RETURNING seq");
+                // `seq` is the row's key: SQLite tells it without `RETURNING` (see `last_insert_rowid`).
+                let rowid_known = self.conn.last_insert_rowid().is_some();
+                let row = $sql::query(if rowid_known { INSERT } else { INSERT_RETURNING })
                 .bind(issuer)
                 .bind(operation.operation_id.as_str())
                 .bind(operation.card_id.as_str())
@@ -799,9 +811,17 @@ macro_rules! impl_card_tx {
                 .bind(error)
                 .fetch_optional(&mut *self.conn)
                 .await
-                .map_err($crate::repo::backend)?
-                .ok_or_else(|| $crate::repo::corrupt("an insert that returned no row"))?;
-                Ok(seq)
+                .map_err($crate::repo::backend)?;
+                match row {
+                    Some(row) => {
+                        use $sql::Row;
+                        row.try_get::<i64, _>("seq").map_err($crate::repo::backend)
+                    }
+                    None => self
+                        .conn
+                        .last_insert_rowid()
+                        .ok_or_else(|| $crate::repo::corrupt("an insert that returned no row")),
+                }
             }
 
             fn cards_from_rows(
