@@ -1,10 +1,10 @@
 //! The outbox contract, run on both backends: claims, per-card order, leases, attempts, redelivery.
 
 use cardplane_app::ports::{AttemptEnded, Lease, Store, StoreExt};
-use cardplane_domain::card::OperationKind;
+use cardplane_domain::card::{CardState, OperationKind};
 use cardplane_domain::delivery::{AfterAttempt, Delivery, DeliveryState};
 use cardplane_domain::ids::{CardId, IssuerId};
-use cardplane_domain::operation::{Operation, OperationStatus};
+use cardplane_domain::operation::{HistoryEntry, Operation, OperationStatus};
 use cardplane_testkit::{Backend, TestDatabase, backend_tests, test_vault};
 use common::migrate_up_to;
 use std::collections::HashSet;
@@ -230,6 +230,51 @@ backend_tests! {
         assert_eq!(claim(&store, "ISSUER000B", at(300), "w2", 10).await, ["b-1"]);
         assert_eq!(claim(&store, "ISSUER000A", at(499), "w2", 10).await, Vec::<String>::new());
         assert_eq!(claim(&store, "ISSUER000A", at(500), "w2", 10).await, ["a-2", "a-3"], "w1's lease ran out");
+    }
+
+    async fn history_and_outbox_keep_their_order_across_the_upgrade_to_plain_rowids(db: TestDatabase) {
+        // As migration 0011 left them (SQLite's seq still AUTOINCREMENT): two history lines and two
+        // notifications of card-a, the first delivered.
+        let t = (1_800_000_000_i64) * 1_000_000;
+        let before = format!(
+            "INSERT INTO card_history (issuer_id, card_id, operation_id, operation, from_state, to_state, actor, \
+             correlation_id, at) VALUES \
+             ('ISSUER000A', 'card-a', 'a-1', 'REGISTER', NULL, 'ACTIVE', 'bank', 'c1', {t}), \
+             ('ISSUER000A', 'card-a', 'a-2', 'SUSPEND', 'ACTIVE', 'SUSPENDED', 'bank', 'c2', {t}); \
+             INSERT INTO operations (issuer_id, operation_id, card_id, operation, status, start_time, delivery_state, \
+             created_at, next_attempt_at) VALUES \
+             ('ISSUER000A', 'a-1', 'card-a', 'REGISTER', 'SUCCESSFUL', {t}, 'DELIVERED', {t}, NULL), \
+             ('ISSUER000A', 'a-2', 'card-a', 'SUSPEND', 'SUCCESSFUL', {t}, 'PENDING', {t}, {t});"
+        );
+        migrate_up_to(&db, 11, &before).await;
+        let store = open(&db).await;
+        enqueue(&store, "ISSUER000A", &[("a-3", "card-a")]).await;
+        let card = CardId::parse("card-a").unwrap();
+        let resumed = HistoryEntry {
+            operation_id: "a-3".to_owned(),
+            operation: OperationKind::Resume,
+            from_state: Some(CardState::Suspended),
+            to_state: CardState::Active,
+            reason_code: None,
+            reason: None,
+            actor: "bank".to_owned(),
+            correlation_id: "c3".to_owned(),
+            at: at(0),
+        };
+        let (history, outbox) = store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let issuer = issuer("ISSUER000A");
+                    tx.append_history(&issuer, &card, &resumed).await?;
+                    Ok((tx.history(&issuer, &card).await?, tx.operations(&issuer, Some(&card)).await?))
+                })
+            })
+            .await
+            .unwrap();
+        let ids = |ids: Vec<&str>| ids.into_iter().map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(history.into_iter().map(|h| h.operation_id).collect::<Vec<_>>(), ids(vec!["a-3", "a-2", "a-1"]));
+        assert_eq!(outbox.into_iter().map(|o| o.operation_id).collect::<Vec<_>>(), ids(vec!["a-1", "a-2", "a-3"]));
+        assert_eq!(claim(&store, "ISSUER000A", at(0), "w1", 10).await, ["a-2", "a-3"], "new notifications queue behind");
     }
 
     async fn redelivery_queues_a_dead_letter_again(db: TestDatabase) {
