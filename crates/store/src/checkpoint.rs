@@ -109,7 +109,7 @@ impl Checkpointer {
         // WAL before it copies any of it into the database file, and the database file before the log
         // may start over. `FULL` (SQLite's default, said here so that no build setting changes it)
         // does both.
-        conn.0.pragma_update(None, "synchronous", "FULL").map_err(native_backend)?;
+        conn.connection().pragma_update(None, "synchronous", "FULL").map_err(native_backend)?;
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpointer".to_owned())
@@ -186,7 +186,7 @@ pub(crate) fn catch_up(writer: &NativeConn) -> Result<Checkpointed, rusqlite::Er
 }
 
 fn run(conn: &NativeConn, mode: &str) -> Result<Checkpointed, rusqlite::Error> {
-    conn.0.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+    conn.connection().query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
         let (busy, frames, copied) = (row.get::<_, i64>(0)? != 0, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?);
         Ok(Checkpointed { frames, copied, restarted: mode == "RESTART" && !busy })
     })
@@ -214,7 +214,7 @@ mod tests {
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE,
             )
             .expect("the database opens");
-            conn.0
+            conn.connection()
                 .execute_batch(
                     "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 300000",
                 )
@@ -222,7 +222,7 @@ mod tests {
             conn
         };
         let writer = open();
-        writer.0.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").expect("a table");
+        writer.connection().execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)").expect("a table");
         let checkpointer = open();
         Database { _dir: dir, path, writer, checkpointer }
     }
@@ -245,16 +245,16 @@ mod tests {
             let done = catch_up(&db.writer).expect("a catch-up runs");
             assert_eq!(done.copied, done.frames, "the writer's catch-up copies the whole log");
         }
-        db.writer.0.execute_batch("BEGIN IMMEDIATE").expect("a transaction");
-        db.writer.0.execute("INSERT INTO t (k, v) VALUES (?1, zeroblob(3000))", [n]).expect("an insert");
+        db.writer.connection().execute_batch("BEGIN IMMEDIATE").expect("a transaction");
+        db.writer.connection().execute("INSERT INTO t (k, v) VALUES (?1, zeroblob(3000))", [n]).expect("an insert");
         let done = checkpoint(&db.checkpointer, limits, reset).expect("a checkpoint runs");
-        db.writer.0.execute_batch("COMMIT").expect("a commit");
+        db.writer.connection().execute_batch("COMMIT").expect("a commit");
         assert!(done.copied <= done.frames, "{done:?}");
         done
     }
 
     fn rows(db: &Database) -> i64 {
-        db.writer.0.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("a count")
+        db.writer.connection().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("a count")
     }
 
     /// Under constant writes the log grows for good if nobody makes it start over; with the writer
@@ -306,12 +306,12 @@ mod tests {
         }
         assert!(reset.take(), "the checkpointer asked the writer to catch up");
         // The writer is between transactions, has not caught up, and the log passes the last limit.
-        db.writer.0.execute("INSERT INTO t (k, v) VALUES (200, zeroblob(3000))", []).expect("an insert");
+        db.writer.connection().execute("INSERT INTO t (k, v) VALUES (200, zeroblob(3000))", []).expect("an insert");
         let limits = Limits { reset_above: 64, restart_above: grown.frames };
         let restarted = checkpoint(&db.checkpointer, limits, &reset).expect("a checkpoint runs");
         assert!(restarted.frames > grown.frames, "{restarted:?} after {grown:?}");
         assert!(restarted.restarted && restarted.copied == restarted.frames, "{restarted:?}");
-        db.writer.0.execute("INSERT INTO t (k, v) VALUES (201, zeroblob(3000))", []).expect("an insert");
+        db.writer.connection().execute("INSERT INTO t (k, v) VALUES (201, zeroblob(3000))", []).expect("an insert");
         let after = checkpoint(&db.checkpointer, growing, &reset).expect("a checkpoint runs");
         assert!(after.frames < 8, "the next commit started the log over: {after:?}");
         assert_eq!(rows(db), 202, "nothing was lost to a restart");
@@ -322,11 +322,11 @@ mod tests {
     fn a_passive_checkpoint_copies_the_wal_into_the_database_file() {
         let Database { path, writer, checkpointer, .. } = &database();
         let before = std::fs::metadata(path).expect("the file exists").len();
-        writer.0.execute_batch("BEGIN").expect("a transaction");
+        writer.connection().execute_batch("BEGIN").expect("a transaction");
         for n in 0..100 {
-            writer.0.execute("INSERT INTO t (k, v) VALUES (?1, zeroblob(3000))", [n]).expect("an insert");
+            writer.connection().execute("INSERT INTO t (k, v) VALUES (?1, zeroblob(3000))", [n]).expect("an insert");
         }
-        writer.0.execute_batch("COMMIT").expect("a commit");
+        writer.connection().execute_batch("COMMIT").expect("a commit");
         let done = checkpoint(checkpointer, LIMITS, &LogReset::default()).expect("a checkpoint runs");
         assert_eq!(done, Checkpointed { frames: done.frames, copied: done.frames, restarted: false });
         assert!(done.frames >= 100, "{done:?}");

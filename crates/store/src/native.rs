@@ -18,26 +18,71 @@ use std::future::{Ready, ready};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-/// A SQLite connection (the writer's, a reader's or the checkpointer's), with the shape of each
-/// statement it ran.
-pub(crate) struct NativeConn(pub(crate) rusqlite::Connection, Shapes);
+/// A SQLite connection (the writer's, a reader's or the checkpointer's) with the statements it has
+/// prepared, each kept with its shape for the next run.
+pub(crate) struct NativeConn(Prepared);
+
+self_cell::self_cell!(
+    /// A connection and the statements prepared on it, which borrow it.
+    struct Prepared {
+        owner: rusqlite::Connection,
+        #[not_covariant]
+        dependent: Statements,
+    }
+);
+
+// SAFETY: `Statement<'c>` is not `Send` only because it holds a `&'c Connection` and `Connection`
+// is not `Sync` (its inner state is a `RefCell`). A `NativeConn` owns the connection and every
+// statement that borrows it, and lends them out only for the length of a call on `&self` or
+// `&mut self` (`with_dependent_mut` cannot let a borrow escape), so whoever has the `NativeConn`
+// has all of them, and moving it moves all of them to one thread together: no other thread can
+// hold a reference into it. It is not `Sync`, so two threads never share it. SQLite allows a
+// connection and its statements to move between threads as long as one thread uses them at a time
+// (they are opened `SQLITE_OPEN_NO_MUTEX`, multi-thread mode). rusqlite's own statement cache is
+// made `Send` on the same grounds.
+#[allow(unsafe_code)]
+unsafe impl Send for NativeConn {}
 
 impl NativeConn {
     pub(crate) fn new(conn: rusqlite::Connection) -> Self {
-        Self(conn, Shapes::default())
+        Self(Prepared::new(conn, |_| Statements::default()))
+    }
+
+    /// The connection, for what the repository's surface does not cover (pragmas, checkpoints).
+    pub(crate) fn connection(&self) -> &rusqlite::Connection {
+        self.0.borrow_owner()
+    }
+
+    /// The connection, its statements finalised first (to close it).
+    pub(crate) fn into_connection(self) -> rusqlite::Connection {
+        self.0.into_owner()
+    }
+
+    /// How many statements this connection keeps prepared.
+    #[cfg(test)]
+    fn prepared(&mut self) -> usize {
+        self.0.with_dependent_mut(|_, statements| statements.0.len())
     }
 }
 
-/// What each statement binds and returns, read from SQLite once. Reading it at every run cost a
-/// call, a `strlen` and a UTF-8 check per parameter and per column and an allocation per column
-/// name: about 7% of the writer's time under life-cycle load, most of it to read one card.
+/// The statements a connection has prepared, by the address and length of their SQL, which is
+/// `'static`: a static string never moves and its address is never reused, so the pair names one
+/// text for good.
 ///
-/// Kept by the address and length of the statement's text, which is `'static`: a static string
-/// never moves and its address is never reused, so the pair names one text for good, and finding
-/// a shape costs a hash of two words instead of one of the whole SQL text (SipHash of ~300 bytes,
-/// 3,000 instructions per life-cycle request under callgrind).
+/// Kept here rather than in rusqlite's `prepare_cached`, which for every run hashed the SQL text
+/// twice (to take the statement out of its LRU and to put it back), copied the text into a fresh
+/// `Arc<str>` as the statement's key and cleared its bindings: about 1,600 instructions per
+/// statement, with eight statements per suspend or resume (callgrind, docs/PERFORMANCE.md). Here a
+/// run finds its statement by a hash of two words and rebinds every parameter (so no binding of an
+/// earlier run is ever read).
 #[derive(Default)]
-pub(crate) struct Shapes(HashMap<SqlKey, Arc<Shape>, foldhash::fast::FixedState>);
+struct Statements<'c>(HashMap<SqlKey, Kept<'c>, foldhash::fast::FixedState>);
+
+/// A prepared statement and its shape.
+struct Kept<'c> {
+    statement: rusqlite::Statement<'c>,
+    shape: Shape,
+}
 
 /// A `'static` SQL text by where it is: its address and its length.
 type SqlKey = (usize, usize);
@@ -46,9 +91,12 @@ fn sql_key(sql: &'static str) -> SqlKey {
     (sql.as_ptr() as usize, sql.len())
 }
 
-/// Kept shapes at most: the repository's statements are fixed strings, far fewer than this.
-const SHAPES: usize = 1024;
+/// Statements kept at most: the repository's statements are fixed strings, far fewer than this.
+const KEPT: usize = 1024;
 
+/// What a statement binds and returns, read from SQLite once, when it is prepared. Reading it at
+/// every run cost a call, a `strlen` and a UTF-8 check per parameter and per column and an
+/// allocation per column name: about 7% of the writer's time under life-cycle load.
 struct Shape {
     /// For each parameter, in SQLite's order, the number `n` of its `$n`: which bound value it takes.
     arguments: Box<[usize]>,
@@ -99,54 +147,52 @@ impl<'q> Query<'q> {
     }
 
     pub(crate) fn execute(self, conn: &mut NativeConn) -> Ready<Result<Done, sqlx::Error>> {
-        ready(self.run(conn, |_| Ok(())).map(|_| Done { rows_affected: conn.0.changes() }))
+        ready(self.run(conn, |_| Ok(())).map(|_| Done { rows_affected: conn.connection().changes() }))
     }
 
     pub(crate) fn fetch_optional(self, conn: &mut NativeConn) -> Ready<Result<Option<NativeRow>, sqlx::Error>> {
-        ready(self.run(conn, Ok).map(|rows| rows.into_iter().next()))
+        ready(self.run(conn, |row| row.to_owned()).map(|rows| rows.into_iter().next()))
     }
 
     pub(crate) fn fetch_all(self, conn: &mut NativeConn) -> Ready<Result<Vec<NativeRow>, sqlx::Error>> {
-        ready(self.run(conn, Ok))
+        ready(self.run(conn, |row| row.to_owned()))
     }
 
     /// Runs the statement to completion, mapping each row as it comes.
     fn run<T>(
         &self,
         conn: &mut NativeConn,
-        mut map: impl FnMut(NativeRow) -> Result<T, sqlx::Error>,
+        mut map: impl FnMut(&RowRef<'_>) -> Result<T, sqlx::Error>,
     ) -> Result<Vec<T>, sqlx::Error> {
-        let NativeConn(connection, Shapes(shapes)) = conn;
-        let mut statement = connection.prepare_cached(self.sql).map_err(error)?;
-        let shape = match shapes.get(&sql_key(self.sql)) {
-            Some(shape) => Arc::clone(shape),
-            None => {
-                let shape = Arc::new(Shape::of(&statement)?);
-                if shapes.len() >= SHAPES {
-                    shapes.clear();
+        conn.0.with_dependent_mut(|connection, Statements(kept)| {
+            let key = sql_key(self.sql);
+            if !kept.contains_key(&key) {
+                let statement = connection
+                    .prepare_with_flags(self.sql, rusqlite::PrepFlags::SQLITE_PREPARE_PERSISTENT)
+                    .map_err(error)?;
+                let shape = Shape::of(&statement)?;
+                if kept.len() >= KEPT {
+                    kept.clear();
                 }
-                shapes.insert(sql_key(self.sql), Arc::clone(&shape));
-                shape
+                kept.insert(key, Kept { statement, shape });
             }
-        };
-        for (index, &position) in shape.arguments.iter().enumerate() {
-            let value = self
-                .args
-                .get(position.wrapping_sub(1))
-                .ok_or_else(|| sqlx::Error::InvalidArgument(format!("no value bound for parameter ${position}")))?;
-            statement.raw_bind_parameter(index + 1, value).map_err(error)?;
-        }
-        let columns = &shape.columns;
-        let mut rows = statement.raw_query();
-        let mut mapped = Vec::new();
-        while let Some(row) = rows.next().map_err(error)? {
-            let values = (0..columns.len())
-                .map(|i| row.get_ref(i).map(Value::from))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(error)?;
-            mapped.push(map(NativeRow { columns: Arc::clone(columns), values })?);
-        }
-        Ok(mapped)
+            let Kept { statement, shape } = kept.get_mut(&key).expect("kept just above");
+            for (index, &position) in shape.arguments.iter().enumerate() {
+                let value = self
+                    .args
+                    .get(position.wrapping_sub(1))
+                    .ok_or_else(|| sqlx::Error::InvalidArgument(format!("no value bound for parameter ${position}")))?;
+                statement.raw_bind_parameter(index + 1, value).map_err(error)?;
+            }
+            let columns = &shape.columns;
+            // Dropping the rows resets the statement, whatever happens below.
+            let mut rows = statement.raw_query();
+            let mut mapped = Vec::new();
+            while let Some(row) = rows.next().map_err(error)? {
+                mapped.push(map(&RowRef { columns, row })?);
+            }
+            Ok(mapped)
+        })
     }
 }
 
@@ -166,37 +212,54 @@ impl<'q, O: FromRow> QueryAs<'q, O> {
     }
 
     pub(crate) fn fetch_optional(self, conn: &mut NativeConn) -> Ready<Result<Option<O>, sqlx::Error>> {
-        ready(self.query.run(conn, |row| O::from_row(&row)).map(|rows| rows.into_iter().next()))
+        ready(self.query.run(conn, O::from_row).map(|rows| rows.into_iter().next()))
     }
 
     pub(crate) fn fetch_all(self, conn: &mut NativeConn) -> Ready<Result<Vec<O>, sqlx::Error>> {
-        ready(self.query.run(conn, |row| O::from_row(&row)))
+        ready(self.query.run(conn, O::from_row))
     }
 }
 
-/// One row, owned, its columns readable by name or position.
+/// One row, owned, its columns readable by name or position: what `query` yields, for callers
+/// that read columns one by one.
 pub(crate) struct NativeRow {
     columns: Arc<[Box<str>]>,
     values: Vec<Value>,
 }
 
+/// The row a statement stands on, read in place: what `query_as` decodes its types from, each
+/// column copied once, straight into the field it becomes (a `NativeRow` copies every column into
+/// a `Value` first, and a field from there).
+pub(crate) struct RowRef<'r> {
+    columns: &'r Arc<[Box<str>]>,
+    row: &'r rusqlite::Row<'r>,
+}
+
+impl RowRef<'_> {
+    fn to_owned(&self) -> Result<NativeRow, sqlx::Error> {
+        let values = (0..self.columns.len()).map(|i| self.row.get_ref(i).map(Value::from)).collect::<Result<_, _>>();
+        Ok(NativeRow { columns: Arc::clone(self.columns), values: values.map_err(error)? })
+    }
+}
+
 /// A column named or numbered, as sqlx's `ColumnIndex`.
 pub(crate) trait ColumnIndex: Copy {
-    fn position(self, row: &NativeRow) -> Result<usize, sqlx::Error>;
+    /// Its place among `columns`.
+    fn position(self, columns: &[Box<str>]) -> Result<usize, sqlx::Error>;
 }
 
 impl ColumnIndex for &str {
-    fn position(self, row: &NativeRow) -> Result<usize, sqlx::Error> {
-        row.columns.iter().position(|c| &**c == self).ok_or_else(|| sqlx::Error::ColumnNotFound(self.to_owned()))
+    fn position(self, columns: &[Box<str>]) -> Result<usize, sqlx::Error> {
+        columns.iter().position(|c| &**c == self).ok_or_else(|| sqlx::Error::ColumnNotFound(self.to_owned()))
     }
 }
 
 impl ColumnIndex for usize {
-    fn position(self, row: &NativeRow) -> Result<usize, sqlx::Error> {
-        if self < row.values.len() {
+    fn position(self, columns: &[Box<str>]) -> Result<usize, sqlx::Error> {
+        if self < columns.len() {
             Ok(self)
         } else {
-            Err(sqlx::Error::ColumnIndexOutOfBounds { index: self, len: row.values.len() })
+            Err(sqlx::Error::ColumnIndexOutOfBounds { index: self, len: columns.len() })
         }
     }
 }
@@ -206,25 +269,34 @@ pub(crate) trait Row {
     fn try_get<T: FromSql, I: ColumnIndex>(&self, index: I) -> Result<T, sqlx::Error>;
 }
 
+fn decode<T: FromSql>(columns: &[Box<str>], position: usize, value: ValueRef<'_>) -> Result<T, sqlx::Error> {
+    T::column_result(value)
+        .map_err(|source| sqlx::Error::ColumnDecode { index: columns[position].to_string(), source: Box::new(source) })
+}
+
 impl Row for NativeRow {
     fn try_get<T: FromSql, I: ColumnIndex>(&self, index: I) -> Result<T, sqlx::Error> {
-        let position = index.position(self)?;
-        T::column_result(ValueRef::from(&self.values[position])).map_err(|source| sqlx::Error::ColumnDecode {
-            index: self.columns[position].to_string(),
-            source: Box::new(source),
-        })
+        let position = index.position(&self.columns)?;
+        decode(&self.columns, position, ValueRef::from(&self.values[position]))
+    }
+}
+
+impl Row for RowRef<'_> {
+    fn try_get<T: FromSql, I: ColumnIndex>(&self, index: I) -> Result<T, sqlx::Error> {
+        let position = index.position(self.columns)?;
+        decode(self.columns, position, self.row.get_ref(position).map_err(error)?)
     }
 }
 
 /// A row read into a type: tuples by position, the repository's row structs by column name.
 pub(crate) trait FromRow: Sized {
-    fn from_row(row: &NativeRow) -> Result<Self, sqlx::Error>;
+    fn from_row(row: &RowRef<'_>) -> Result<Self, sqlx::Error>;
 }
 
 macro_rules! tuple_from_row {
     ($($t:ident $i:tt),+) => {
         impl<$($t: FromSql),+> FromRow for ($($t,)+) {
-            fn from_row(row: &NativeRow) -> Result<Self, sqlx::Error> {
+            fn from_row(row: &RowRef<'_>) -> Result<Self, sqlx::Error> {
                 Ok(($(row.try_get::<$t, usize>($i)?,)+))
             }
         }
@@ -245,7 +317,7 @@ tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
 macro_rules! struct_from_row {
     ($row:ty { $($field:ident),+ $(,)? }) => {
         impl $crate::native::FromRow for $row {
-            fn from_row(row: &$crate::native::NativeRow) -> Result<Self, sqlx::Error> {
+            fn from_row(row: &$crate::native::RowRef<'_>) -> Result<Self, sqlx::Error> {
                 use $crate::native::Row as _;
                 Ok(Self { $($field: row.try_get(stringify!($field))?),+ })
             }
@@ -348,7 +420,7 @@ mod tests {
             let keys: Vec<String> = rows.iter().map(|row| row.try_get("k").unwrap()).collect();
             assert_eq!(keys, expected, "skipping {skip} from {from}");
         }
-        assert_eq!(conn.1.0.len(), 2, "one shape per statement");
+        assert_eq!(conn.prepared(), 2, "one prepared statement per SQL text");
     }
 
     #[tokio::test]

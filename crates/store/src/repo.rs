@@ -43,7 +43,7 @@ impl Connection for crate::native::NativeConn {
     type Row = crate::native::NativeRow;
 
     fn last_insert_rowid(&self) -> Option<i64> {
-        Some(self.0.last_insert_rowid())
+        Some(self.connection().last_insert_rowid())
     }
 }
 

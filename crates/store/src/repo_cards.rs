@@ -118,6 +118,7 @@ macro_rules! operation_insert {
 }
 pub(crate) use operation_insert;
 
+#[derive(sqlx::FromRow)]
 pub(crate) struct CardRow {
     pub card_id: String,
     pub consumer_id: String,
@@ -134,6 +135,29 @@ pub(crate) struct CardRow {
     pub cardholder_name2: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+crate::native::struct_from_row!(CardRow {
+    card_id,
+    consumer_id,
+    card_product_id,
+    scheme,
+    last4,
+    pan_fingerprint,
+    credentials_sealed,
+    state,
+    suspended_for,
+    ongoing_operation,
+    origin,
+    cardholder_name,
+    cardholder_name2,
+    created_at,
+    updated_at,
+});
+
+/// Cards from their rows (`card_from_row`).
+pub(crate) fn cards_from_rows(rows: Vec<CardRow>, vault: &dyn CardDataVault) -> Result<Vec<StoredCard>, StoreError> {
+    rows.into_iter().map(|row| card_from_row(row, vault)).collect()
 }
 
 /// Maps a row to a card; the expiry is read from the sealed credentials, the only place it is kept.
@@ -321,13 +345,13 @@ macro_rules! impl_card_tx {
                 id: &cardplane_domain::ids::CardId,
             ) -> Result<Option<cardplane_app::ports::StoredCard>, cardplane_app::ports::StoreError> {
                 let query = concat!("SELECT ", $crate::repo_cards::card_columns!(), " FROM cards WHERE issuer_id = $1 AND card_id = $2");
-                let rows = $sql::query(query)
+                let rows: Vec<$crate::repo_cards::CardRow> = $sql::query_as(query)
                     .bind(issuer.as_str())
                     .bind(id.as_str())
                     .fetch_all(&mut *self.conn)
                     .await
                     .map_err($crate::repo::backend)?;
-                Ok(self.cards_from_rows(rows)?.into_iter().next())
+                Ok($crate::repo_cards::cards_from_rows(rows, self.vault)?.into_iter().next())
             }
 
             async fn cards_of_consumer(
@@ -339,13 +363,13 @@ macro_rules! impl_card_tx {
                     "SELECT ", $crate::repo_cards::card_columns!(),
                     " FROM cards WHERE issuer_id = $1 AND consumer_id = $2 ORDER BY created_at, card_id"
                 );
-                let rows = $sql::query(query)
+                let rows: Vec<$crate::repo_cards::CardRow> = $sql::query_as(query)
                     .bind(issuer.as_str())
                     .bind(consumer.as_str())
                     .fetch_all(&mut *self.conn)
                     .await
                     .map_err($crate::repo::backend)?;
-                Ok(self.cards_from_rows(rows)?.into_iter().map(|stored| stored.card).collect())
+                Ok($crate::repo_cards::cards_from_rows(rows, self.vault)?.into_iter().map(|stored| stored.card).collect())
             }
 
             async fn cards_with_pan(
@@ -362,13 +386,13 @@ macro_rules! impl_card_tx {
                     " FROM cards WHERE issuer_id = $1 AND pan_fingerprint = $2 AND pan_final \
                      ORDER BY created_at"
                 );
-                let rows = $sql::query(query)
+                let rows: Vec<$crate::repo_cards::CardRow> = $sql::query_as(query)
                     .bind(issuer.as_str())
                     .bind(pan_fingerprint)
                     .fetch_all(&mut *self.conn)
                     .await
                     .map_err($crate::repo::backend)?;
-                Ok(self.cards_from_rows(rows)?.into_iter().map(|stored| stored.card).collect())
+                Ok($crate::repo_cards::cards_from_rows(rows, self.vault)?.into_iter().map(|stored| stored.card).collect())
             }
 
             async fn insert_card(
@@ -822,38 +846,6 @@ macro_rules! impl_card_tx {
                         .last_insert_rowid()
                         .ok_or_else(|| $crate::repo::corrupt("an insert that returned no row")),
                 }
-            }
-
-            fn cards_from_rows(
-                &self,
-                rows: Vec<<$conn as $crate::repo::Connection>::Row>,
-            ) -> Result<Vec<cardplane_app::ports::StoredCard>, cardplane_app::ports::StoreError> {
-                use $sql::Row;
-                rows.into_iter()
-                    .map(|row| {
-                        let row = $crate::repo_cards::CardRow {
-                            card_id: row.try_get("card_id")?,
-                            consumer_id: row.try_get("consumer_id")?,
-                            card_product_id: row.try_get("card_product_id")?,
-                            scheme: row.try_get("scheme")?,
-                            last4: row.try_get("last4")?,
-                            pan_fingerprint: row.try_get("pan_fingerprint")?,
-                            credentials_sealed: row.try_get("credentials_sealed")?,
-                            state: row.try_get("state")?,
-                            suspended_for: row.try_get("suspended_for")?,
-                            ongoing_operation: row.try_get("ongoing_operation")?,
-                            origin: row.try_get("origin")?,
-                            cardholder_name: row.try_get("cardholder_name")?,
-                            cardholder_name2: row.try_get("cardholder_name2")?,
-                            created_at: row.try_get("created_at")?,
-                            updated_at: row.try_get("updated_at")?,
-                        };
-                        Ok::<_, sqlx::Error>(row)
-                    })
-                    .map(|row| {
-                        $crate::repo_cards::card_from_row(row.map_err($crate::repo::backend)?, self.vault)
-                    })
-                    .collect()
             }
         }
     };

@@ -40,7 +40,7 @@ pub(crate) struct DeliveryRow {
 }
 
 impl crate::native::FromRow for DeliveryRow {
-    fn from_row(row: &crate::native::NativeRow) -> Result<Self, sqlx::Error> {
+    fn from_row(row: &crate::native::RowRef<'_>) -> Result<Self, sqlx::Error> {
         use crate::native::Row as _;
         Ok(Self {
             seq: row.try_get("seq")?,

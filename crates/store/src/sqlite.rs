@@ -65,9 +65,6 @@ pub const MAX_BATCH: usize = 512;
 /// Units of work that may wait for the writer before callers are slowed down (back-pressure).
 const QUEUE_DEPTH: usize = 8192;
 
-/// Prepared statements the writer keeps: every statement of the repository, with room to spare.
-const STATEMENT_CACHE: usize = 256;
-
 /// The page size of a database this store creates (one it opens keeps its own). Most pages a request
 /// changes are a random leaf of a B-tree keyed by something random (a card's id, a PAN fingerprint, a
 /// card's place in the outbox), and each such page is written to the WAL whole however little of it
@@ -123,7 +120,7 @@ fn options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
 /// The writer's connection, with the settings [`options`] gives sqlx's.
 fn open_writer(path: &Path) -> Result<NativeConn, StoreError> {
     let writer = open_native(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(native_backend)?;
-    let conn = &writer.0;
+    let conn = writer.connection();
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(native_backend)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Backend(format!("SQLite refused WAL mode (journal_mode is {mode})").into()));
@@ -157,7 +154,6 @@ pub(crate) fn open_native(path: &Path, access: rusqlite::OpenFlags) -> Result<Na
         access | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(NativeConn::new(conn))
 }
 
@@ -216,12 +212,12 @@ impl Readers {
     async fn read(self: &Arc<Self>, work: BoxedWork, vault: Arc<dyn Vaults>) -> Result<Erased, AppError> {
         self.with_connection(move |conn| {
             // One transaction so that every read of the unit sees the same snapshot.
-            control(conn, "BEGIN").map_err(native_backend)?;
+            control(conn, "BEGIN").map_err(backend)?;
             let outcome = {
                 let mut tx = SqlTx { conn: &mut *conn, vault: vault.as_ref() };
                 tokio::runtime::Handle::current().block_on(crate::contain_panic(work(&mut tx)))
             };
-            control(conn, "COMMIT").map_err(native_backend)?;
+            control(conn, "COMMIT").map_err(backend)?;
             Ok(outcome)
         })
         .await?
@@ -333,7 +329,7 @@ impl Writer {
             catch_ups = load(&self.stats.catch_ups),
             "the SQLite writer stopped"
         );
-        if let Err((_, error)) = self.conn.0.close() {
+        if let Err((_, error)) = self.conn.into_connection().close() {
             tracing::warn!(%error, "closing the SQLite writer failed");
         }
     }
@@ -353,7 +349,7 @@ impl Writer {
             return;
         }
         let mut answers = Vec::with_capacity(size);
-        let mut broken: Option<rusqlite::Error> = None;
+        let mut broken: Option<sqlx::Error> = None;
         for job in batch.drain(..) {
             if broken.is_some() {
                 answers.push((job.reply, None));
@@ -429,13 +425,13 @@ impl Writer {
     }
 }
 
-/// Runs one of the writer's own statements (transaction control), prepared once.
-fn control(conn: &NativeConn, sql: &str) -> Result<(), rusqlite::Error> {
-    conn.0.prepare_cached(sql)?.execute([]).map(|_| ())
+/// Runs one of the store's own statements (transaction control), prepared once.
+fn control(conn: &mut NativeConn, sql: &'static str) -> Result<(), sqlx::Error> {
+    native::query(sql).execute(conn).into_inner().map(|_| ())
 }
 
-/// Every job of a failed batch gets its own copy of the error (`rusqlite::Error` is not `Clone`).
-fn refused(error: &rusqlite::Error) -> AppError {
+/// Every job of a failed batch gets its own copy of the error (`sqlx::Error` is not `Clone`).
+fn refused(error: &sqlx::Error) -> AppError {
     backend(sqlx::Error::Protocol(error.to_string())).into()
 }
 
@@ -488,7 +484,7 @@ mod tests {
     async fn new_databases_get_the_page_size_and_old_ones_keep_theirs() {
         let page_size = |path: &Path| -> u32 {
             let conn = open_native(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("the database opens");
-            conn.0.query_row("PRAGMA page_size", [], |row| row.get(0)).expect("a page size")
+            conn.connection().query_row("PRAGMA page_size", [], |row| row.get(0)).expect("a page size")
         };
         let dir = tempfile::tempdir().expect("a temporary directory");
         let (new, old) = (dir.path().join("new.db"), dir.path().join("old.db"));
