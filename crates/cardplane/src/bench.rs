@@ -11,6 +11,9 @@
 use anyhow::{Context, bail};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use axum::body::Bytes;
+use axum::http::HeaderValue;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use cardplane_domain::credentials::luhn_check_digit;
@@ -133,40 +136,43 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
         "cardplane bench: {:?}, {} connections, {} s per phase{rounds}, against {base}",
         args.scenario, args.connections, args.seconds
     );
-    let fresh: Arc<Vec<(String, Value)>> = Arc::new(fresh.to_vec());
-    let standing: Arc<Vec<(String, Value)>> = Arc::new(standing.to_vec());
     let drive = |label: String, base: String, reuse_cards: bool, progress: Arc<Progress>| {
-        let (http, bank, fresh, standing) = (http.clone(), bank.clone(), fresh.clone(), standing.clone());
+        // Every request of the phase is built before its clock starts, down to its URL and body
+        // bytes: the generator shares the machine with the server, and what it spends per request
+        // is taken from the server (only sending and reading answers is left in the loop).
+        let requests = Arc::new(Requests::new(&bank, &base, fresh, standing));
+        let (http, bank) = (http.clone(), bank.clone());
         let (scenario, connections) = (args.scenario, args.connections);
         let request = move |connection: usize, n: usize| {
-            let (http, bank, base) = (http.clone(), bank.clone(), base.clone());
-            let (fresh, standing, progress) = (fresh.clone(), standing.clone(), progress.clone());
+            let (http, requests, progress) = (http.clone(), requests.clone(), progress.clone());
+            let authorization = bank.authorization();
             async move {
                 let kind = match scenario {
                     Scenario::Mix => [Scenario::Register, Scenario::Get, Scenario::Lifecycle, Scenario::Get][n % 4],
                     other => other,
                 };
-                let own = &standing.get(connection).map(|(id, _)| id.clone()).unwrap_or_default();
-                let status = match kind {
+                let request = match kind {
                     Scenario::Register => {
                         let mut next = progress.next_card.fetch_add(1, Ordering::Relaxed);
                         // A stateless mock may see the same card again; cardplane may not.
-                        if reuse_cards && !fresh.is_empty() {
-                            next %= fresh.len();
+                        if reuse_cards && !requests.register.is_empty() {
+                            next %= requests.register.len();
                         }
                         // Out of prepared cards: this connection is done.
-                        let (card_id, body) = fresh.get(next)?;
-                        bank.put(&http, &base, card_id, body).await.unwrap_or(0)
+                        let (url, body) = requests.register.get(next)?;
+                        http.put(url.clone()).header(CONTENT_TYPE, JSON.clone()).body(body.clone())
                     }
-                    Scenario::Get => bank.get(&http, &base, own).await.unwrap_or(0),
+                    Scenario::Get => http.get(requests.get[connection].clone()),
                     _ => {
                         // Each connection suspends and resumes its own card, in turn.
                         let step = progress.operations[connection].fetch_add(1, Ordering::Relaxed);
-                        let op = if step % 2 == 0 { "suspend" } else { "resume" };
-                        bank.operate(&http, &base, own, op, "USER_DECISION").await.unwrap_or(0)
+                        let url = if step % 2 == 0 { &requests.suspend[connection] } else { &requests.resume[connection] };
+                        let body = requests.operation_body.clone();
+                        http.post(url.clone()).header(CONTENT_TYPE, JSON.clone()).body(body)
                     }
                 };
-                Some(status)
+                let response = request.header(AUTHORIZATION, authorization).send().await;
+                Some(response.map_or(0, |r| r.status().as_u16()))
             }
         };
         async move { phase(&label, connections, duration, request).await }
@@ -228,6 +234,34 @@ impl Progress {
     }
 }
 
+/// `application/json`, for the bodies the bench sends.
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// The requests of a phase against one server, made ahead: each prepared registration's URL and
+/// body, and each connection's own card's URLs (its standing card: get, suspend, resume).
+struct Requests {
+    register: Vec<(reqwest::Url, Bytes)>,
+    get: Vec<reqwest::Url>,
+    suspend: Vec<reqwest::Url>,
+    resume: Vec<reqwest::Url>,
+    operation_body: Bytes,
+}
+
+impl Requests {
+    fn new(bank: &Bank, base: &str, fresh: &[(String, Bytes)], standing: &[(String, Bytes)]) -> Self {
+        let url = |card_id: &str, suffix: &str| {
+            reqwest::Url::parse(&format!("{}{suffix}", bank.card_url(base, card_id))).expect("a valid URL")
+        };
+        Requests {
+            register: fresh.iter().map(|(card_id, body)| (url(card_id, ""), body.clone())).collect(),
+            get: standing.iter().map(|(card_id, _)| url(card_id, "")).collect(),
+            suspend: standing.iter().map(|(card_id, _)| url(card_id, "/operations:suspend")).collect(),
+            resume: standing.iter().map(|(card_id, _)| url(card_id, "/operations:resume")).collect(),
+            operation_body: Bytes::from(json!({"reasonCode": "USER_DECISION"}).to_string()),
+        }
+    }
+}
+
 /// Starts this binary's `serve` on a free loopback port and waits until it is ready.
 async fn start_server(
     dir: &std::path::Path,
@@ -258,9 +292,9 @@ async fn start_server(
 #[derive(Clone)]
 struct Bank {
     issuer: String,
-    /// The access token, renewed in the background before it expires (a fill of a million cards
-    /// outlasts one).
-    token: Arc<RwLock<String>>,
+    /// `Bearer <access token>`, renewed in the background before the token expires (a fill of a
+    /// million cards outlasts one).
+    authorization: Arc<RwLock<HeaderValue>>,
     recipient: P256PublicKey,
     kid: String,
 }
@@ -294,19 +328,21 @@ impl Bank {
         let recipient = P256PublicKey::from_sec1(&[vec![4u8], coordinate("x"), coordinate("y")].concat())
             .context("the server's encryption key is not a P-256 point")?;
         let pair = Arc::new(pair);
-        let (token, lifetime) = Self::mint_token(http, base, &issuer, &pair).await?;
-        let token = Arc::new(RwLock::new(token));
-        Self::keep_fresh(Arc::downgrade(&token), lifetime, http.clone(), base.to_owned(), issuer.clone(), pair);
-        Ok(Bank { token, kid: key["kid"].as_str().context("no kid")?.to_owned(), issuer, recipient })
+        let (authorization, lifetime) = Self::mint_token(http, base, &issuer, &pair).await?;
+        let authorization = Arc::new(RwLock::new(authorization));
+        let renewed = Arc::downgrade(&authorization);
+        Self::keep_fresh(renewed, lifetime, http.clone(), base.to_owned(), issuer.clone(), pair);
+        Ok(Bank { authorization, kid: key["kid"].as_str().context("no kid")?.to_owned(), issuer, recipient })
     }
 
-    /// An access token for `issuer` (JWT-bearer grant, signed with its assertion key) and how long it lives.
+    /// An access token for `issuer` (JWT-bearer grant, signed with its assertion key), as the
+    /// `Authorization` header that carries it, and how long it lives.
     async fn mint_token(
         http: &reqwest::Client,
         base: &str,
         issuer: &str,
         pair: &EcdsaKeyPair,
-    ) -> anyhow::Result<(String, Duration)> {
+    ) -> anyhow::Result<(HeaderValue, Duration)> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let header = B64.encode(json!({"alg": "ES256", "typ": "JWT", "kid": "bench"}).to_string());
         let claims = B64.encode(json!({"iss": issuer, "sub": issuer, "exp": now + 600}).to_string());
@@ -321,13 +357,14 @@ impl Bank {
             .error_for_status()?
             .json()
             .await?;
-        let token = granted["access_token"].as_str().context("no access_token")?.to_owned();
-        Ok((token, Duration::from_secs(granted["expires_in"].as_u64().unwrap_or(900))))
+        let token = granted["access_token"].as_str().context("no access_token")?;
+        let authorization = HeaderValue::try_from(format!("Bearer {token}")).context("an unusable access token")?;
+        Ok((authorization, Duration::from_secs(granted["expires_in"].as_u64().unwrap_or(900))))
     }
 
     /// Renews the token at half its lifetime for as long as a clone of this bank lives.
     fn keep_fresh(
-        token: Weak<RwLock<String>>,
+        authorization: Weak<RwLock<HeaderValue>>,
         mut lifetime: Duration,
         http: reqwest::Client,
         base: String,
@@ -337,10 +374,10 @@ impl Bank {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lifetime / 2).await;
-                let Some(token) = token.upgrade() else { return };
+                let Some(authorization) = authorization.upgrade() else { return };
                 match Self::mint_token(&http, &base, &issuer, &pair).await {
                     Ok((fresh, expires_in)) => {
-                        *token.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                        *authorization.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
                         lifetime = expires_in;
                     }
                     // Try again soon; the old token is still good for the other half.
@@ -353,21 +390,18 @@ impl Bank {
         });
     }
 
-    fn bearer(&self) -> String {
-        self.token.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    /// The `Authorization` header for the current token (a reference count, not a copy).
+    fn authorization(&self) -> HeaderValue {
+        self.authorization.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     fn card_url(&self, base: &str, card_id: &str) -> String {
         format!("{base}/banking/v2/issuers/{}/cards/{card_id}", self.issuer)
     }
 
-    async fn put(&self, http: &reqwest::Client, base: &str, card_id: &str, body: &Value) -> anyhow::Result<u16> {
-        let response = http.put(self.card_url(base, card_id)).bearer_auth(self.bearer()).json(body).send().await?;
-        Ok(response.status().as_u16())
-    }
-
-    async fn get(&self, http: &reqwest::Client, base: &str, card_id: &str) -> anyhow::Result<u16> {
-        let response = http.get(self.card_url(base, card_id)).bearer_auth(self.bearer()).send().await?;
+    async fn put(&self, http: &reqwest::Client, base: &str, card_id: &str, body: &Bytes) -> anyhow::Result<u16> {
+        let request = http.put(self.card_url(base, card_id)).header(AUTHORIZATION, self.authorization());
+        let response = request.header(CONTENT_TYPE, JSON.clone()).body(body.clone()).send().await?;
         Ok(response.status().as_u16())
     }
 
@@ -380,14 +414,15 @@ impl Bank {
         reason: &str,
     ) -> anyhow::Result<u16> {
         let url = format!("{}/operations:{op}", self.card_url(base, card_id));
-        let response = http.post(url).bearer_auth(self.bearer()).json(&json!({"reasonCode": reason})).send().await?;
+        let request = http.post(url).header(AUTHORIZATION, self.authorization());
+        let response = request.json(&json!({"reasonCode": reason})).send().await?;
         Ok(response.status().as_u16())
     }
 }
 
-/// `count` register-card bodies with distinct PANs, their JWEs made now (one ECDH each), with a
-/// progress bar.
-fn prepare_cards(bank: &Bank, count: usize) -> Vec<(String, Value)> {
+/// `count` register-card bodies with distinct PANs, their JWEs made now (one ECDH each) and the
+/// bodies serialised, with a progress bar.
+fn prepare_cards(bank: &Bank, count: usize) -> Vec<(String, Bytes)> {
     let bar = ProgressBar::new(count as u64).with_message("making card data");
     bar.set_style(ProgressStyle::with_template("{msg:>20} [{bar:40}] {pos}/{len} {eta}").expect("a valid template"));
     let run = std::process::id() % 1_000;
@@ -401,7 +436,8 @@ fn prepare_cards(bank: &Bank, count: usize) -> Vec<(String, Value)> {
                 &bank.kid,
             );
             bar.inc(1);
-            (format!("bench-{n}"), json!({"consumerId": "bench", "cardProductId": "BENCH", "encryptedData": jwe}))
+            let body = json!({"consumerId": "bench", "cardProductId": "BENCH", "encryptedData": jwe});
+            (format!("bench-{n}"), Bytes::from(body.to_string()))
         })
         .collect();
     bar.finish_and_clear();
