@@ -166,7 +166,8 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
                     _ => {
                         // Each connection suspends and resumes its own card, in turn.
                         let step = progress.operations[connection].fetch_add(1, Ordering::Relaxed);
-                        let url = if step % 2 == 0 { &requests.suspend[connection] } else { &requests.resume[connection] };
+                        let url =
+                            if step % 2 == 0 { &requests.suspend[connection] } else { &requests.resume[connection] };
                         let body = requests.operation_body.clone();
                         http.post(url.clone()).header(CONTENT_TYPE, JSON.clone()).body(body)
                     }

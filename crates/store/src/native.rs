@@ -20,7 +20,11 @@ use std::sync::Arc;
 
 /// A SQLite connection (the writer's, a reader's or the checkpointer's) with the statements it has
 /// prepared, each kept with its shape for the next run.
-pub(crate) struct NativeConn(Prepared);
+pub(crate) struct NativeConn {
+    prepared: Prepared,
+    /// Kept by the writer's connection only (`remember_callbacks`).
+    pub(crate) known_callbacks: Option<crate::repo::KnownCallbacks>,
+}
 
 self_cell::self_cell!(
     /// A connection and the statements prepared on it, which borrow it.
@@ -32,36 +36,49 @@ self_cell::self_cell!(
 );
 
 // SAFETY: `Statement<'c>` is not `Send` only because it holds a `&'c Connection` and `Connection`
-// is not `Sync` (its inner state is a `RefCell`). A `NativeConn` owns the connection and every
+// is not `Sync` (its inner state is a `RefCell`). A `Prepared` owns the connection and every
 // statement that borrows it, and lends them out only for the length of a call on `&self` or
-// `&mut self` (`with_dependent_mut` cannot let a borrow escape), so whoever has the `NativeConn`
+// `&mut self` (`with_dependent_mut` cannot let a borrow escape), so whoever has the `Prepared`
 // has all of them, and moving it moves all of them to one thread together: no other thread can
 // hold a reference into it. It is not `Sync`, so two threads never share it. SQLite allows a
 // connection and its statements to move between threads as long as one thread uses them at a time
 // (they are opened `SQLITE_OPEN_NO_MUTEX`, multi-thread mode). rusqlite's own statement cache is
 // made `Send` on the same grounds.
 #[allow(unsafe_code)]
-unsafe impl Send for NativeConn {}
+unsafe impl Send for Prepared {}
 
 impl NativeConn {
     pub(crate) fn new(conn: rusqlite::Connection) -> Self {
-        Self(Prepared::new(conn, |_| Statements::default()))
+        Self { prepared: Prepared::new(conn, |_| Statements::default()), known_callbacks: None }
+    }
+
+    /// Makes this connection remember which issuers have callback settings: for the one connection
+    /// that writes them, which must then forget as `KnownCallbacks` says.
+    pub(crate) fn remember_callbacks(&mut self) {
+        self.known_callbacks = Some(crate::repo::KnownCallbacks::default());
+    }
+
+    /// Forgets what it remembers of issuers' callback settings.
+    pub(crate) fn forget_callbacks(&mut self) {
+        if let Some(known) = &mut self.known_callbacks {
+            known.forget();
+        }
     }
 
     /// The connection, for what the repository's surface does not cover (pragmas, checkpoints).
     pub(crate) fn connection(&self) -> &rusqlite::Connection {
-        self.0.borrow_owner()
+        self.prepared.borrow_owner()
     }
 
     /// The connection, its statements finalised first (to close it).
     pub(crate) fn into_connection(self) -> rusqlite::Connection {
-        self.0.into_owner()
+        self.prepared.into_owner()
     }
 
     /// How many statements this connection keeps prepared.
     #[cfg(test)]
     fn prepared(&mut self) -> usize {
-        self.0.with_dependent_mut(|_, statements| statements.0.len())
+        self.prepared.with_dependent_mut(|_, statements| statements.0.len())
     }
 }
 
@@ -164,7 +181,7 @@ impl<'q> Query<'q> {
         conn: &mut NativeConn,
         mut map: impl FnMut(&RowRef<'_>) -> Result<T, sqlx::Error>,
     ) -> Result<Vec<T>, sqlx::Error> {
-        conn.0.with_dependent_mut(|connection, Statements(kept)| {
+        conn.prepared.with_dependent_mut(|connection, Statements(kept)| {
             let key = sql_key(self.sql);
             if !kept.contains_key(&key) {
                 let statement = connection

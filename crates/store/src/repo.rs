@@ -25,6 +25,10 @@ pub(crate) struct SqlTx<'c, C> {
 pub(crate) trait Connection {
     type Row;
 
+    /// What this connection remembers of which issuers have callback settings, if it keeps that:
+    /// only SQLite's writer does (see [`KnownCallbacks`]).
+    fn known_callbacks(&mut self) -> Option<&mut KnownCallbacks>;
+
     /// The key SQLite gave the row the last `INSERT` on this connection wrote, if the backend
     /// tells it: there, an `INSERT` reads it back instead of asking for it with `RETURNING`, which
     /// SQLite answers through a temporary table (opened, filled, read and dropped per statement).
@@ -34,6 +38,10 @@ pub(crate) trait Connection {
 impl Connection for sqlx::PgConnection {
     type Row = sqlx::postgres::PgRow;
 
+    fn known_callbacks(&mut self) -> Option<&mut KnownCallbacks> {
+        None
+    }
+
     fn last_insert_rowid(&self) -> Option<i64> {
         None
     }
@@ -42,8 +50,38 @@ impl Connection for sqlx::PgConnection {
 impl Connection for crate::native::NativeConn {
     type Row = crate::native::NativeRow;
 
+    fn known_callbacks(&mut self) -> Option<&mut KnownCallbacks> {
+        self.known_callbacks.as_mut()
+    }
+
     fn last_insert_rowid(&self) -> Option<i64> {
         Some(self.connection().last_insert_rowid())
+    }
+}
+
+/// Whether each issuer seen has callback settings, as SQLite's writer last read it.
+///
+/// Every notification asks (`Tx::has_callback`: queued if so, dead-lettered at once if not), and
+/// reading the issuer's row for it was 3% of a life-cycle operation's instructions on the one
+/// serial stage. The writer is the only connection in this process that changes issuers, so it
+/// can remember the answer as long as it forgets it whenever an issuer may have changed: when it
+/// writes one (`put_issuer`), when a unit of work fails (it may have written one and been rolled
+/// back), when a batch fails, and when another process has committed to the database since the
+/// last batch (`cardplane issuer add` on the same file; SQLite's `data_version` tells).
+#[derive(Default)]
+pub(crate) struct KnownCallbacks(std::collections::HashMap<String, bool>);
+
+impl KnownCallbacks {
+    pub(crate) fn get(&self, issuer: &str) -> Option<bool> {
+        self.0.get(issuer).copied()
+    }
+
+    pub(crate) fn remember(&mut self, issuer: &str, has_callback: bool) {
+        self.0.insert(issuer.to_owned(), has_callback);
+    }
+
+    pub(crate) fn forget(&mut self) {
+        self.0.clear();
     }
 }
 
@@ -264,6 +302,10 @@ macro_rules! impl_tx {
                 &mut self,
                 id: &cardplane_domain::ids::IssuerId,
             ) -> Result<bool, cardplane_app::ports::StoreError> {
+                use $crate::repo::Connection;
+                if let Some(known) = self.conn.known_callbacks().and_then(|known| known.get(id.as_str())) {
+                    return Ok(known);
+                }
                 // What `IssuerRow` needs to read callback settings back (`issuer`).
                 let found: Option<(bool,)> = $sql::query_as(
                     "SELECT callback_base_url IS NOT NULL AND callback_token_url IS NOT NULL \
@@ -273,7 +315,11 @@ macro_rules! impl_tx {
                 .fetch_optional(&mut *self.conn)
                 .await
                 .map_err($crate::repo::backend)?;
-                Ok(found.is_some_and(|(has,)| has))
+                let has_callback = found.is_some_and(|(has,)| has);
+                if let Some(known) = self.conn.known_callbacks() {
+                    known.remember(id.as_str(), has_callback);
+                }
+                Ok(has_callback)
             }
 
             async fn issuers(
@@ -297,7 +343,10 @@ macro_rules! impl_tx {
                 &mut self,
                 issuer: &cardplane_domain::issuer::Issuer,
             ) -> Result<(), cardplane_app::ports::StoreError> {
-                use $crate::repo::{backend, micros};
+                use $crate::repo::{Connection, backend, micros};
+                if let Some(known) = self.conn.known_callbacks() {
+                    known.forget();
+                }
                 let id = issuer.id.as_str();
                 let onboarding = &issuer.onboarding;
                 let callback = onboarding.callback.as_ref();

@@ -142,6 +142,8 @@ fn open_writer(path: &Path) -> Result<NativeConn, StoreError> {
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
     };
     settings().map_err(native_backend)?;
+    let mut writer = writer;
+    writer.remember_callbacks();
     Ok(writer)
 }
 
@@ -265,7 +267,8 @@ impl SqliteStore {
                         .enable_all()
                         .build()
                         .expect("a current-thread runtime can be built");
-                    let writer = Writer { conn: writer, vault, stats, durability, syncer, log_reset };
+                    let writer =
+                        Writer { conn: writer, vault, stats, durability, syncer, log_reset, data_version: None };
                     runtime.block_on(writer.run(queue, shutdown));
                     checkpointer.stop();
                 })
@@ -295,6 +298,9 @@ struct Writer {
     syncer: Syncer,
     /// Set by the checkpointer when the WAL should start over (`checkpoint`).
     log_reset: Arc<LogReset>,
+    /// SQLite's `data_version` as of the last batch: it changes when another connection (another
+    /// process) commits, and then what the writer remembers of issuers may be stale.
+    data_version: Option<i64>,
 }
 
 impl Writer {
@@ -348,6 +354,13 @@ impl Writer {
             }
             return;
         }
+        // Inside the transaction, so that no other process can commit between this look and the
+        // batch's reads.
+        let version = data_version(conn);
+        if version.is_err() || version.as_ref().ok() != self.data_version.as_ref() {
+            conn.forget_callbacks();
+        }
+        self.data_version = version.ok();
         let mut answers = Vec::with_capacity(size);
         let mut broken: Option<sqlx::Error> = None;
         for job in batch.drain(..) {
@@ -362,7 +375,13 @@ impl Writer {
             }
             let mut tx = SqlTx { conn: &mut *conn, vault: self.vault.as_ref() };
             let outcome = crate::contain_panic((job.work)(&mut tx)).await;
-            let undo = if outcome.is_err() { control(conn, "ROLLBACK TO unit") } else { Ok(()) };
+            let undo = if outcome.is_err() {
+                // It may have written an issuer, now rolled back.
+                conn.forget_callbacks();
+                control(conn, "ROLLBACK TO unit")
+            } else {
+                Ok(())
+            };
             if let Err(error) = undo.and_then(|()| control(conn, "RELEASE unit")) {
                 broken = Some(error);
                 answers.push((job.reply, None));
@@ -390,6 +409,7 @@ impl Writer {
             }
             Err((number, error)) => {
                 tracing::error!(%error, size, "a group commit failed; every unit in it is refused");
+                conn.forget_callbacks();
                 if let Err(rollback) = control(conn, "ROLLBACK") {
                     tracing::error!(error = %rollback, "rolling back a failed group commit failed");
                 }
@@ -423,6 +443,12 @@ impl Writer {
             Err(error) => tracing::warn!(%error, "the SQLite writer could not catch up with the checkpointer"),
         }
     }
+}
+
+/// SQLite's `data_version` on `conn`: it changes when another connection commits.
+fn data_version(conn: &mut NativeConn) -> Result<i64, sqlx::Error> {
+    let (version,): (i64,) = native::query_as("PRAGMA data_version").fetch_optional(conn).into_inner()?.unwrap_or((0,));
+    Ok(version)
 }
 
 /// Runs one of the store's own statements (transaction control), prepared once.

@@ -111,6 +111,43 @@ fn vaulted(fingerprint: u8) -> VaultedCredentials {
 }
 
 backend_tests! {
+    async fn whether_an_issuer_has_a_callback_follows_every_change_to_it(db: TestDatabase) {
+        let server = open(&db).await;
+        let id = IssuerId::parse("ISSUER000C").unwrap();
+        let has_callback = |store: &Arc<dyn Store>| {
+            let (store, id) = (Arc::clone(store), id.clone());
+            async move { store.write(move |tx| Box::pin(async move { Ok(tx.has_callback(&id).await?) })).await.unwrap() }
+        };
+        let without = || {
+            let mut issuer = issuer("ISSUER000C", &["P1"]);
+            issuer.onboarding.callback = None;
+            issuer
+        };
+        put(&server, without()).await;
+        assert!(!has_callback(&server).await);
+        // Another process (`cardplane issuer add`) on the same database, while the server runs.
+        let cli = open(&db).await;
+        put(&cli, issuer("ISSUER000C", &["P1"])).await;
+        cli.close().await;
+        assert!(has_callback(&server).await, "the server sees what another process committed");
+        // The server's own change.
+        put(&server, without()).await;
+        assert!(!has_callback(&server).await);
+        // A change that is rolled back: the unit gives the issuer a callback, reads it, then fails.
+        let (with, seen) = (issuer("ISSUER000C", &["P1"]), id.clone());
+        let failed = server
+            .write(move |tx| {
+                Box::pin(async move {
+                    tx.put_issuer(&with).await?;
+                    assert!(tx.has_callback(&seen).await?, "the unit sees its own change");
+                    Err::<(), AppError>(FieldError::invalid("x", "refused after the change").into())
+                })
+            })
+            .await;
+        assert!(failed.is_err());
+        assert!(!has_callback(&server).await, "what was rolled back is not remembered");
+    }
+
     // Cards by PAN are found through two partial indexes (live cards, final cards; migration
     // 0010): every card with the PAN comes back, oldest first, whatever its state, and no other.
     async fn cards_with_a_pan_are_found_live_and_final(db: TestDatabase) {
