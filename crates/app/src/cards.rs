@@ -7,7 +7,7 @@ use crate::consumers::{active_consumer, ensure_consumer};
 use crate::context::{Done, Outcome, RequestContext, claim, complete};
 use crate::error::{Refusal, conflict};
 use crate::issuer_cache::{IssuerKeys, Needs};
-use crate::ports::{StoreExt, StoredEncryptionKey, Tx, VaultedCredentials};
+use crate::ports::{StoreExt, Tx, VaultedCredentials};
 use crate::{AppError, Platform};
 use cardplane_domain::FieldError;
 use cardplane_domain::card::{Card, CardCommand, CardOrigin, CardState, InitialState, OperationKind, ReasonCode};
@@ -227,10 +227,15 @@ impl Platform {
     /// it): as kept by the issuer cache, or read (and kept) when it has none fresh with what `needs`
     /// asks for.
     async fn issuer_with_keys(&self, ctx: &RequestContext, needs: Needs<'_>) -> Result<Arc<IssuerKeys>, AppError> {
-        let now = self.clock.now();
-        if let Some(known) = self.issuers.get(&ctx.issuer, now).filter(|k| needs.met_by(k, self.card_data.as_ref())) {
-            return Ok(known);
+        match self.issuers.get(&ctx.issuer, self.clock.now()).filter(|known| needs.met_by(known)) {
+            Some(known) => Ok(known),
+            None => self.read_issuer_with_keys(ctx).await,
         }
+    }
+
+    /// The caller's issuer and its encryption keys as the store has them, kept for the next request.
+    async fn read_issuer_with_keys(&self, ctx: &RequestContext) -> Result<Arc<IssuerKeys>, AppError> {
+        let now = self.clock.now();
         let seen = self.issuers.generation();
         let id = ctx.issuer.clone();
         let known = self
@@ -248,13 +253,22 @@ impl Platform {
         Ok(known)
     }
 
-    fn decrypt(
-        &self,
-        ctx: &RequestContext,
-        keys: &[StoredEncryptionKey],
-        jwe: &str,
-    ) -> Result<CardCredentials, AppError> {
-        Ok(self.card_data.decrypt_card_data(&ctx.issuer, keys, jwe, "encryptedData")?)
+    /// The card data the caller sent (`jwe`), decrypted with the key of `known` (its issuer) that
+    /// the header names. When a kept `known` lacks that key (rotated on another node since it was
+    /// read), the issuer is read again and the decryption tried once more. The header is read on
+    /// its own only then, on a refusal: a request whose key is known parses it once.
+    async fn decrypt(&self, ctx: &RequestContext, known: &IssuerKeys, jwe: &str) -> Result<CardCredentials, AppError> {
+        let refusal = match self.card_data.decrypt_card_data(&ctx.issuer, &known.keys, jwe, "encryptedData") {
+            Ok(credentials) => return Ok(credentials),
+            Err(refusal) => refusal,
+        };
+        let lacks_the_key =
+            self.card_data.key_id_of(jwe).is_some_and(|kid| !known.keys.iter().any(|key| key.key.kid.as_str() == kid));
+        if !lacks_the_key {
+            return Err(refusal.into());
+        }
+        let known = self.read_issuer_with_keys(ctx).await?;
+        Ok(self.card_data.decrypt_card_data(&ctx.issuer, &known.keys, jwe, "encryptedData")?)
     }
 
     /// Registers a card the issuer's CMS issued. The same request again is a no-op.
@@ -264,8 +278,7 @@ impl Platform {
         card_id: CardId,
         request: RegisterCard,
     ) -> Result<Done<Outcome>, AppError> {
-        let needs = Needs { product: Some(&request.product_id), card_data: Some(&request.encrypted_data) };
-        let known = self.issuer_with_keys(&ctx, needs).await?;
+        let known = self.issuer_with_keys(&ctx, Needs { product: Some(&request.product_id) }).await?;
         let product = product(&known.issuer, &request.product_id)?.clone();
         if !product.allows_registration() {
             return Err(Refusal::OperationNotAllowed(format!(
@@ -275,7 +288,7 @@ impl Platform {
             ))
             .into());
         }
-        let credentials = self.decrypt(&ctx, &known.keys, &request.encrypted_data)?;
+        let credentials = self.decrypt(&ctx, &known, &request.encrypted_data).await?;
         check_scheme(&credentials, product.scheme)?;
         let vaulted = self.card_data.vault_credentials(&credentials);
         let now = self.clock.now();
@@ -341,7 +354,7 @@ impl Platform {
     /// Creates a card: cardplane issues its PAN (inside the product's BIN range, never issued
     /// before), expiry and CVV. Answers the new card's id.
     pub async fn create_card(&self, ctx: RequestContext, request: CreateCard) -> Result<Done<Outcome>, AppError> {
-        let known = self.issuer_with_keys(&ctx, Needs { product: Some(&request.product_id), card_data: None }).await?;
+        let known = self.issuer_with_keys(&ctx, Needs { product: Some(&request.product_id) }).await?;
         let product = product(&known.issuer, &request.product_id)?.clone();
         let Some(range) = product.bin_range.clone() else {
             return Err(Refusal::OperationNotAllowed(format!(
@@ -475,8 +488,8 @@ impl Platform {
         let pending = renews && request.encrypted_data.is_none();
         let new_credentials = match (&request.encrypted_data, renews) {
             (Some(jwe), true) => {
-                let known = self.issuer_with_keys(&ctx, Needs { product: None, card_data: Some(jwe) }).await?;
-                let credentials = self.decrypt(&ctx, &known.keys, jwe)?;
+                let known = self.issuer_with_keys(&ctx, Needs::default()).await?;
+                let credentials = self.decrypt(&ctx, &known, jwe).await?;
                 let vaulted = self.card_data.vault_credentials(&credentials);
                 Some((credentials, vaulted))
             }

@@ -12,7 +12,7 @@
 //!   at once. What stays stale for up to [`FRESH_FOR`] on the other nodes is a change to a product
 //!   that exists (its authorisation mode, say).
 
-use crate::ports::{CardDataVault, StoredEncryptionKey};
+use crate::ports::StoredEncryptionKey;
 use cardplane_domain::ids::{CardProductId, IssuerId};
 use cardplane_domain::issuer::Issuer;
 use std::collections::HashMap;
@@ -30,22 +30,18 @@ pub(crate) struct IssuerKeys {
     pub(crate) keys: Vec<StoredEncryptionKey>,
 }
 
-/// What a request needs of the issuer; a kept entry without it is read again.
+/// What a request needs of the issuer; a kept entry without it is read again. (A key that card
+/// data names and a kept entry lacks is found when the decryption is refused: `Platform::decrypt`.)
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Needs<'a> {
     /// A card product it names.
     pub(crate) product: Option<&'a CardProductId>,
-    /// Card data it sent: the key its `kid` names.
-    pub(crate) card_data: Option<&'a str>,
 }
 
 impl Needs<'_> {
-    pub(crate) fn met_by(&self, known: &IssuerKeys, vault: &dyn CardDataVault) -> bool {
+    pub(crate) fn met_by(&self, known: &IssuerKeys) -> bool {
         let has_product = |id: &CardProductId| known.issuer.onboarding.card_products.iter().any(|p| &p.id == id);
-        // Card data whose header names no key is refused by the decryption whatever the keys.
-        let has_key =
-            |jwe: &str| vault.key_id_of(jwe).is_none_or(|kid| known.keys.iter().any(|k| k.key.kid.as_str() == kid));
-        self.product.is_none_or(has_product) && self.card_data.is_none_or(has_key)
+        self.product.is_none_or(has_product)
     }
 }
 
