@@ -20,8 +20,10 @@
 //! the write lock while it waits for readers and fsyncs the database file: measured under
 //! registrations, 30–140 ms in which the writer could not begin a batch, and then slept in SQLite's
 //! busy handler, which was every request's worst latency. The catch-up holds the writer for the
-//! length of one small checkpoint instead (5–15 ms measured, most of it the database file's
-//! fsync). `RESTART` is kept for a log that readers keep pinned
+//! length of one small checkpoint instead (5–15 ms measured). SQLite syncs the database file only
+//! in a checkpoint that copies the whole log, which under load is the catch-up: so that the writer
+//! does not wait for everything the passes wrote since the log last started over to reach the
+//! disk, the checkpointer syncs the file itself first. `RESTART` is kept for a log that readers keep pinned
 //! past [`RESTART_ABOVE`] frames (a reader that began before the catch-up and holds its snapshot
 //! stops the log from starting over).
 //!
@@ -47,17 +49,25 @@ pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// past [`RESET_ABOVE`] frames, plus what half a second of writes adds): a WAL that is reused
 /// rather than cut back and regrown is overwritten in place, so its fsyncs carry no metadata, and
 /// the first commit after a restart pays no `ftruncate` (4–6 ms measured, on the writer).
-pub(crate) const WAL_SIZE_LIMIT: i64 = 128 * 1024 * 1024;
+pub(crate) const WAL_SIZE_LIMIT: i64 = 512 * 1024 * 1024;
 
 /// WAL frames (pages) beyond which the checkpointer asks the writer to catch up, so that the log
-/// starts over: 32 MiB of the pages this store creates (a database from before them, with 4 KiB
-/// pages, goes to 64 MiB). Measured: registrations append about 16,000 such frames between two
-/// checkpoints; 10 s of life-cycle operations grow the WAL by 250 MB if it never starts over.
-pub(crate) const RESET_ABOVE: i64 = WAL_SIZE_LIMIT / 4 / crate::sqlite::PAGE_SIZE as i64;
+/// starts over: 256 MiB of the pages this store creates (a database from before them, with 4 KiB
+/// pages, goes to 512 MiB). Each catch-up holds the writer, and every request in its next batch,
+/// for 5–20 ms, so how often it comes sets the latency tail: registrations append about 60 MB of
+/// WAL a second, which at 32 MiB (the limit before) asked for a catch-up at nearly every pass,
+/// twice a second; at 256 MiB it comes every four seconds or so. Registration's p99, three runs
+/// each in one sitting: 22.2–23.9 ms before, 14.3–15.8 ms with this limit and the database file
+/// synced before the catch-up (see `checkpoint`; docs/PERFORMANCE.md). A long WAL costs no
+/// lookups (readers search only what the checkpointer has not copied yet), only its disk space
+/// and the time a restart after a crash takes to read it back (0.58 s to ready with 247 MB of
+/// WAL after a `kill -9`). Under light load the log starts over by itself, whenever a pass has
+/// copied all of it, and stays small.
+pub(crate) const RESET_ABOVE: i64 = 256 * 1024 * 1024 / crate::sqlite::PAGE_SIZE as i64;
 
 /// WAL frames beyond which readers have kept the log from starting over for several passes: the
 /// checkpointer then waits for them, and for the writer, with a `RESTART` checkpoint.
-pub(crate) const RESTART_ABOVE: i64 = 8 * RESET_ABOVE;
+pub(crate) const RESTART_ABOVE: i64 = 2 * RESET_ABOVE;
 
 /// Before it asks the writer to catch up, the checkpointer copies again what the writer appended
 /// during its last pass, at most this many times, until that is no more than [`CATCH_UP_FRAMES`]:
@@ -110,13 +120,14 @@ impl Checkpointer {
         // may start over. `FULL` (SQLite's default, said here so that no build setting changes it)
         // does both.
         conn.connection().pragma_update(None, "synchronous", "FULL").map_err(native_backend)?;
+        let database = std::fs::File::open(path).map_err(|e| StoreError::Backend(Box::new(e)))?;
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpointer".to_owned())
             .spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
                     let started = std::time::Instant::now();
-                    match checkpoint(&conn, LIMITS, &reset) {
+                    match checkpoint(&conn, &database, LIMITS, &reset) {
                         Ok(done) => tracing::debug!(
                             frames = done.frames,
                             copied = done.copied,
@@ -156,12 +167,25 @@ pub(crate) struct Checkpointed {
 /// holds more than `limits.reset_above` frames it copies again what was appended meanwhile (see
 /// [`CLOSING_PASSES`]) and asks the writer to catch up; past
 /// `limits.restart_above` it waits for the writer and the readers so that the log starts over.
-pub(crate) fn checkpoint(conn: &NativeConn, limits: Limits, reset: &LogReset) -> Result<Checkpointed, rusqlite::Error> {
+pub(crate) fn checkpoint(
+    conn: &NativeConn,
+    database: &std::fs::File,
+    limits: Limits,
+    reset: &LogReset,
+) -> Result<Checkpointed, rusqlite::Error> {
     let mut done = run(conn, "PASSIVE")?;
     if done.frames > limits.restart_above {
         return run(conn, "RESTART");
     }
     if done.frames > limits.reset_above {
+        // SQLite syncs the database file only in a checkpoint that copies the whole log, which
+        // under load is the writer's catch-up: every page the passes wrote since the last log was
+        // still to be written out then, with the writer waiting (115 ms measured after 256 MiB
+        // of registrations). It is synced here instead, while the writer goes on, before the
+        // closing passes, which copy what the writer appended meanwhile.
+        if let Err(error) = database.sync_data() {
+            tracing::warn!(%error, "syncing the SQLite database file before a catch-up failed");
+        }
         for _ in 0..CLOSING_PASSES {
             let again = run(conn, "PASSIVE")?;
             let appended = again.frames - done.frames;
@@ -227,6 +251,13 @@ mod tests {
         Database { _dir: dir, path, writer, checkpointer }
     }
 
+    impl Database {
+        /// The database file, for the checkpointer's own syncs.
+        fn file(&self) -> std::fs::File {
+            std::fs::File::open(&self.path).expect("the database file opens")
+        }
+    }
+
     fn wal_len(path: &Path) -> u64 {
         std::fs::metadata(path.with_extension("db-wal")).map(|m| m.len()).unwrap_or(0)
     }
@@ -247,7 +278,7 @@ mod tests {
         }
         db.writer.connection().execute_batch("BEGIN IMMEDIATE").expect("a transaction");
         db.writer.connection().execute("INSERT INTO t (k, v) VALUES (?1, zeroblob(3000))", [n]).expect("an insert");
-        let done = checkpoint(&db.checkpointer, limits, reset).expect("a checkpoint runs");
+        let done = checkpoint(&db.checkpointer, &db.file(), limits, reset).expect("a checkpoint runs");
         db.writer.connection().execute_batch("COMMIT").expect("a commit");
         assert!(done.copied <= done.frames, "{done:?}");
         done
@@ -308,11 +339,11 @@ mod tests {
         // The writer is between transactions, has not caught up, and the log passes the last limit.
         db.writer.connection().execute("INSERT INTO t (k, v) VALUES (200, zeroblob(3000))", []).expect("an insert");
         let limits = Limits { reset_above: 64, restart_above: grown.frames };
-        let restarted = checkpoint(&db.checkpointer, limits, &reset).expect("a checkpoint runs");
+        let restarted = checkpoint(&db.checkpointer, &db.file(), limits, &reset).expect("a checkpoint runs");
         assert!(restarted.frames > grown.frames, "{restarted:?} after {grown:?}");
         assert!(restarted.restarted && restarted.copied == restarted.frames, "{restarted:?}");
         db.writer.connection().execute("INSERT INTO t (k, v) VALUES (201, zeroblob(3000))", []).expect("an insert");
-        let after = checkpoint(&db.checkpointer, growing, &reset).expect("a checkpoint runs");
+        let after = checkpoint(&db.checkpointer, &db.file(), growing, &reset).expect("a checkpoint runs");
         assert!(after.frames < 8, "the next commit started the log over: {after:?}");
         assert_eq!(rows(db), 202, "nothing was lost to a restart");
     }
@@ -320,14 +351,15 @@ mod tests {
     /// A checkpoint below the limit copies the WAL into the database file and never waits.
     #[test]
     fn a_passive_checkpoint_copies_the_wal_into_the_database_file() {
-        let Database { path, writer, checkpointer, .. } = &database();
+        let db = &database();
+        let Database { path, writer, checkpointer, .. } = db;
         let before = std::fs::metadata(path).expect("the file exists").len();
         writer.connection().execute_batch("BEGIN").expect("a transaction");
         for n in 0..100 {
             writer.connection().execute("INSERT INTO t (k, v) VALUES (?1, zeroblob(3000))", [n]).expect("an insert");
         }
         writer.connection().execute_batch("COMMIT").expect("a commit");
-        let done = checkpoint(checkpointer, LIMITS, &LogReset::default()).expect("a checkpoint runs");
+        let done = checkpoint(checkpointer, &db.file(), LIMITS, &LogReset::default()).expect("a checkpoint runs");
         assert_eq!(done, Checkpointed { frames: done.frames, copied: done.frames, restarted: false });
         assert!(done.frames >= 100, "{done:?}");
         let after = std::fs::metadata(path).expect("the file exists").len();
