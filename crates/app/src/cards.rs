@@ -153,13 +153,13 @@ fn check_scheme(credentials: &CardCredentials, scheme: Scheme) -> Result<(), App
     Ok(())
 }
 
-/// Refuses a PAN that was ever retired, or that a live card holds.
-async fn check_pan_free(tx: &mut dyn Tx, ctx: &RequestContext, fingerprint: &[u8]) -> Result<(), AppError> {
+/// Refuses a PAN that was ever retired. One that a live card holds is refused by the write of the
+/// card itself: the store keeps live PANs unique (`Conflict::LivePan`, answered as
+/// `PanAlreadyRegistered` by [`conflict`]), so looking for it first only read the same index twice,
+/// on the writer.
+async fn check_pan_not_barred(tx: &mut dyn Tx, ctx: &RequestContext, fingerprint: &[u8]) -> Result<(), AppError> {
     if tx.is_pan_barred(&ctx.issuer, fingerprint).await? {
         return Err(Refusal::PanNotAllowed.into());
-    }
-    if tx.cards_with_pan(&ctx.issuer, fingerprint).await?.iter().any(|card| !card.state.is_final()) {
-        return Err(Refusal::PanAlreadyRegistered.into());
     }
     Ok(())
 }
@@ -307,7 +307,7 @@ impl Platform {
                         }
                         return Err(Refusal::CardIdInUse(card_id).into());
                     }
-                    check_pan_free(tx, &ctx, &vaulted.pan_fingerprint).await?;
+                    check_pan_not_barred(tx, &ctx, &vaulted.pan_fingerprint).await?;
                     if let Some(existing) = &existing {
                         // A final card's id is reused only if D1 did not create it and its product
                         // is not used for transactions [D1].
@@ -581,7 +581,7 @@ pub(crate) async fn apply_operation(
             check_scheme(credentials, card.scheme)?;
             let pan_changed = vaulted.pan_fingerprint != stored.pan_fingerprint;
             if pan_changed {
-                check_pan_free(tx, ctx, &vaulted.pan_fingerprint).await?;
+                check_pan_not_barred(tx, ctx, &vaulted.pan_fingerprint).await?;
             } else if request.kind == OperationKind::Replace {
                 return Err(Refusal::PanNotAllowed.into());
             }

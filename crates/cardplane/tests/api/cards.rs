@@ -255,6 +255,14 @@ backend_tests! {
         assert_refused(&bank.register_card("card-9", "c1", "NO_SUCH", VISA_4).await, StatusCode::NOT_FOUND, "CARD_PRODUCT_NOT_FOUND", "card product NO_SUCH");
         assert_refused(&bank.register_card("card-9", "c1", "MC_LIGHT", VISA_4).await, StatusCode::BAD_REQUEST, "FIELD_INVALID_FORMAT", "encryptedData is invalid");
         assert_eq!(bank.register_card("card-9", "c1", "MC_LIGHT", MC_1).await.0, StatusCode::NO_CONTENT);
+        // A renewal or a replacement onto a PAN a live card holds is refused, and changes nothing.
+        assert_eq!(bank.register_card("card-5", "c1", "VISA_LIGHT", VISA_4).await.0, StatusCode::NO_CONTENT);
+        let renew = json!({"reasonCode": "CARD_EXPIRING", "encryptedData": bank.pan(VISA_4, "0734")});
+        let replace = json!({"reasonCode": "CARD_LOST", "encryptedData": bank.pan(VISA_4, "0734"), "newCardId": "card-6"});
+        assert_refused(&bank.operate("card-1", "renew", renew).await, StatusCode::CONFLICT, "PAN_ALREADY_REGISTERED", "this PAN");
+        assert_refused(&bank.operate("card-1", "replace", replace).await, StatusCode::CONFLICT, "PAN_ALREADY_REGISTERED", "this PAN");
+        assert_eq!(bank.card("card-1").await["last4"], "1881");
+        assert_eq!(bank.call(Method::GET, "/cards/card-6", None).await.0, StatusCode::NOT_FOUND);
         app.stop().await;
     }
 
