@@ -6,14 +6,18 @@
 //! - `repo`, `repo_cards`, `repo_outbox`: every query and row mapping, written once for both backends
 //!   (`repo_outbox`: the notification outbox and its claims by workers).
 //!   The macros take the connection type and the module whose `query`/`query_as` run on it.
-//! - `native`: that query surface over `rusqlite`, for SQLite (no thread hop per statement).
+//! - `native`: that query surface over `rusqlite`, for SQLite (no thread hop per statement); each
+//!   connection keeps its prepared statements (the crate's one `unsafe`: a `Send` for a connection
+//!   and the statements that borrow it, moved together).
 //! - [`sqlite`]: [`SqliteStore`]: WAL, one group-committing writer thread (committing at
-//!   `synchronous=NORMAL`; the syncer makes each batch durable before it is answered), at most eight
-//!   read-only connections for reads.
+//!   `synchronous=NORMAL`; the syncer makes each batch durable before it is answered; it remembers
+//!   which issuers have callback settings, `repo::KnownCallbacks`), at most eight read-only
+//!   connections for reads.
 //! - `syncer`: the SQLite syncer, which fsyncs the WAL on a thread of its own and only then answers a
 //!   committed batch, while the writer runs the next one; reads wait for what they saw to be synced.
 //! - `checkpoint`: the SQLite checkpointer, which copies the WAL into the database file on a thread
-//!   of its own, and asks the writer to catch up between two batches when the log should start over.
+//!   of its own, and (past 256 MiB of log, after syncing the database file) asks the writer to
+//!   catch up between two batches so that the log starts over.
 //! - [`postgres`]: [`PgStore`]: a connection pool, one transaction per unit of work.
 //! - `migrations/{sqlite,postgres}`: each backend's schema, embedded in the binary and run at start.
 //!
