@@ -62,7 +62,7 @@ impl Connection for crate::native::NativeConn {
 /// Whether each issuer seen has callback settings, as SQLite's writer last read it.
 ///
 /// Every notification asks (`Tx::has_callback`: queued if so, dead-lettered at once if not), and
-/// reading the issuer's row for it was 3% of a life-cycle operation's instructions on the one
+/// reading the issuer's row for it was about 2% of a life-cycle operation's instructions on the one
 /// serial stage. The writer is the only connection in this process that changes issuers, so it
 /// can remember the answer as long as it forgets it whenever an issuer may have changed: when it
 /// writes one (`put_issuer`), when a unit of work fails (it may have written one and been rolled
