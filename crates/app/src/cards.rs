@@ -225,11 +225,16 @@ impl Platform {
     /// The caller's issuer and its encryption keys, for decrypting card data outside the write
     /// transaction (the ECDH is the costliest step of a registration; the writer should not wait for
     /// it): as kept by the issuer cache, or read (and kept) when it has none fresh with what `needs`
-    /// asks for.
-    async fn issuer_with_keys(&self, ctx: &RequestContext, needs: Needs<'_>) -> Result<Arc<IssuerKeys>, AppError> {
+    /// asks for. With it, whether it came from the cache (`true`), and so may predate a change made
+    /// on another node.
+    async fn issuer_with_keys(
+        &self,
+        ctx: &RequestContext,
+        needs: Needs<'_>,
+    ) -> Result<(Arc<IssuerKeys>, bool), AppError> {
         match self.issuers.get(&ctx.issuer, self.clock.now()).filter(|known| needs.met_by(known)) {
-            Some(known) => Ok(known),
-            None => self.read_issuer_with_keys(ctx).await,
+            Some(known) => Ok((known, true)),
+            None => Ok((self.read_issuer_with_keys(ctx).await?, false)),
         }
     }
 
@@ -254,16 +259,25 @@ impl Platform {
     }
 
     /// The card data the caller sent (`jwe`), decrypted with the key of `known` (its issuer) that
-    /// the header names. When a kept `known` lacks that key (rotated on another node since it was
-    /// read), the issuer is read again and the decryption tried once more. The header is read on
-    /// its own only then, on a refusal: a request whose key is known parses it once.
-    async fn decrypt(&self, ctx: &RequestContext, known: &IssuerKeys, jwe: &str) -> Result<CardCredentials, AppError> {
+    /// the header names. When `known` came from the cache (`kept`) and lacks that key (rotated on
+    /// another node since it was read), the issuer is read again and the decryption tried once
+    /// more; one just read is not read twice. The header is read on its own only then, on a
+    /// refusal: a request whose key is known parses it once.
+    async fn decrypt(
+        &self,
+        ctx: &RequestContext,
+        (known, kept): (&IssuerKeys, bool),
+        jwe: &str,
+    ) -> Result<CardCredentials, AppError> {
         let refusal = match self.card_data.decrypt_card_data(&ctx.issuer, &known.keys, jwe, "encryptedData") {
             Ok(credentials) => return Ok(credentials),
             Err(refusal) => refusal,
         };
-        let lacks_the_key =
-            self.card_data.key_id_of(jwe).is_some_and(|kid| !known.keys.iter().any(|key| key.key.kid.as_str() == kid));
+        let lacks_the_key = kept
+            && self
+                .card_data
+                .key_id_of(jwe)
+                .is_some_and(|kid| !known.keys.iter().any(|key| key.key.kid.as_str() == kid));
         if !lacks_the_key {
             return Err(refusal.into());
         }
@@ -278,7 +292,7 @@ impl Platform {
         card_id: CardId,
         request: RegisterCard,
     ) -> Result<Done<Outcome>, AppError> {
-        let known = self.issuer_with_keys(&ctx, Needs { product: Some(&request.product_id) }).await?;
+        let (known, kept) = self.issuer_with_keys(&ctx, Needs { product: Some(&request.product_id) }).await?;
         let product = product(&known.issuer, &request.product_id)?.clone();
         if !product.allows_registration() {
             return Err(Refusal::OperationNotAllowed(format!(
@@ -288,7 +302,7 @@ impl Platform {
             ))
             .into());
         }
-        let credentials = self.decrypt(&ctx, &known, &request.encrypted_data).await?;
+        let credentials = self.decrypt(&ctx, (&known, kept), &request.encrypted_data).await?;
         check_scheme(&credentials, product.scheme)?;
         let vaulted = self.card_data.vault_credentials(&credentials);
         let now = self.clock.now();
@@ -354,7 +368,7 @@ impl Platform {
     /// Creates a card: cardplane issues its PAN (inside the product's BIN range, never issued
     /// before), expiry and CVV. Answers the new card's id.
     pub async fn create_card(&self, ctx: RequestContext, request: CreateCard) -> Result<Done<Outcome>, AppError> {
-        let known = self.issuer_with_keys(&ctx, Needs { product: Some(&request.product_id) }).await?;
+        let (known, _) = self.issuer_with_keys(&ctx, Needs { product: Some(&request.product_id) }).await?;
         let product = product(&known.issuer, &request.product_id)?.clone();
         let Some(range) = product.bin_range.clone() else {
             return Err(Refusal::OperationNotAllowed(format!(
@@ -488,8 +502,8 @@ impl Platform {
         let pending = renews && request.encrypted_data.is_none();
         let new_credentials = match (&request.encrypted_data, renews) {
             (Some(jwe), true) => {
-                let known = self.issuer_with_keys(&ctx, Needs::default()).await?;
-                let credentials = self.decrypt(&ctx, &known, jwe).await?;
+                let (known, kept) = self.issuer_with_keys(&ctx, Needs::default()).await?;
+                let credentials = self.decrypt(&ctx, (&known, kept), jwe).await?;
                 let vaulted = self.card_data.vault_credentials(&credentials);
                 Some((credentials, vaulted))
             }
