@@ -138,11 +138,12 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
         "cardplane bench: {:?}, {} connections, {} s per phase{rounds}, against {base}",
         args.scenario, args.connections, args.seconds
     );
-    let drive = |label: String, base: String, reuse_cards: bool, progress: Arc<Progress>| {
-        // Every request of the phase is built before its clock starts, down to its URL and body
-        // bytes: the generator shares the machine with the server, and what it spends per request
-        // is taken from the server (only sending and reading answers is left in the loop).
-        let requests = Arc::new(Requests::new(&bank, &base, fresh, standing));
+    // Every request of a phase is built before its clock starts, down to its URL and body bytes:
+    // the generator shares the machine with the server, and what it spends per request is taken
+    // from the server (only sending and reading answers is left in the loop). Built once per
+    // target, for all its rounds.
+    let prepared = |base: &str| Arc::new(Requests::new(&bank, base, fresh, standing));
+    let drive = |label: String, requests: Arc<Requests>, reuse_cards: bool, progress: Arc<Progress>| {
         let (http, bank) = (http.clone(), bank.clone());
         let (scenario, connections) = (args.scenario, args.connections);
         let request = move |connection: usize, n: usize| {
@@ -182,10 +183,11 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
     };
     let label = format!("{:?}", args.scenario).to_lowercase();
     let progress = Arc::new(Progress::new(args.connections));
+    let requests = prepared(base);
     let mut measured = Vec::with_capacity(usize::from(args.rounds));
     for _ in 0..args.rounds {
         let baseline = baseline(&http, base, args.connections, args.baseline_duration()).await;
-        let result = drive(label.clone(), base.to_owned(), false, Arc::clone(&progress)).await;
+        let result = drive(label.clone(), Arc::clone(&requests), false, Arc::clone(&progress)).await;
         result.print(Some(&baseline));
         measured.push((baseline, result));
     }
@@ -208,7 +210,8 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
     if let Some(other) = &args.compare_with {
         let other = other.trim_end_matches('/').to_owned();
         let compared =
-            drive(format!("{label} at {other}"), other, true, Arc::new(Progress::new(args.connections))).await;
+            drive(format!("{label} at {other}"), prepared(&other), true, Arc::new(Progress::new(args.connections)))
+                .await;
         compared.print(Some(&baseline));
         if compared.ok == 0 {
             bail!("no request to {} succeeded: is it serving this API?", compared.label);
