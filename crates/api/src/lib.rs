@@ -36,13 +36,33 @@ use axum::response::{IntoResponse, Response};
 use cardplane_app::Platform;
 use tower_http::catch_panic::CatchPanicLayer;
 
-/// What every handler can reach.
+/// What every handler can reach, behind one `Arc`: axum clones the state for every request (the
+/// route's service, each `from_fn_with_state` layer, each `State` extractor: four times for a card
+/// registration), and cloning a struct of `Arc`s is an atomic increment, and later a decrement,
+/// per `Arc`, on counters every core's requests touch.
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiState(std::sync::Arc<Reachable>);
+
+/// The contents of [`ApiState`].
+pub struct Reachable {
     pub platform: Platform,
     pub admin: admin::AdminAccess,
     /// Whether the sandbox calls (such as digitizing a card) are open.
     pub sandbox: bool,
+}
+
+impl ApiState {
+    pub fn new(platform: Platform, admin: admin::AdminAccess, sandbox: bool) -> Self {
+        Self(std::sync::Arc::new(Reachable { platform, admin, sandbox }))
+    }
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = Reachable;
+
+    fn deref(&self) -> &Reachable {
+        &self.0
+    }
 }
 
 /// The whole HTTP surface.

@@ -55,11 +55,7 @@ pub async fn start_with(
         TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let state = ApiState {
-        platform: platform.clone(),
-        admin: AdminAccess::new(settings.admin_token.clone()),
-        sandbox: settings.sandbox,
-    };
+    let state = ApiState::new(platform.clone(), AdminAccess::new(settings.admin_token.clone()), settings.sandbox);
     let app = cardplane_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, database = %crate::redact_url(&settings.database_url), "cardplane listening");
     let worker = settings.worker.then(|| worker(&platform, &settings, clock).start());
