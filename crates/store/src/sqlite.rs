@@ -347,6 +347,8 @@ impl Writer {
         }
         let conn = &mut self.conn;
         let size = batch.len();
+        // For the `group commit` trace: how long the batch held the writer, from BEGIN to COMMIT.
+        let started = std::time::Instant::now();
         if let Err(error) = control(conn, "BEGIN IMMEDIATE") {
             tracing::error!(%error, "the SQLite writer could not begin a transaction");
             for job in batch.drain(..) {
@@ -400,7 +402,7 @@ impl Writer {
             Ok(number) => {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats.units.fetch_add(size as u64, Ordering::Relaxed);
-                tracing::trace!(size, "group commit");
+                tracing::trace!(size, micros = started.elapsed().as_micros() as u64, "group commit");
                 let answers: Vec<Answer> = answers
                     .into_iter()
                     .map(|(reply, outcome)| (reply, outcome.expect("every unit ran when the batch committed")))
