@@ -34,6 +34,8 @@ if not rows:
 start = rows[0][0]
 low, high = (float(sys.argv[2]), float(sys.argv[3])) if len(sys.argv) > 3 else (0.0, float("inf"))
 rows = [row for row in rows if low <= row[0] - start <= high]
+if not rows:
+    sys.exit(f"no commits between {low} and {high} s after the first one")
 sizes = [size for _, size, _ in rows]
 print(f"{len(rows)} commits of {sum(sizes)} units, {sum(sizes) / len(rows):.1f} units a commit")
 counts = collections.Counter(sizes)
