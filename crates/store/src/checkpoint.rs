@@ -434,7 +434,8 @@ mod tests {
     }
 
     /// The checkpointer's write-back leaves none of the file's pages dirty, through the read-only
-    /// descriptor it holds, however many steps the file takes.
+    /// descriptor it holds, however many steps the file takes (on a file system that writes pages
+    /// back at all).
     #[cfg(target_os = "linux")]
     #[test]
     fn the_write_back_leaves_no_page_of_the_file_dirty() {
@@ -445,14 +446,14 @@ mod tests {
         let step = usize::try_from(WRITE_BACK_STEP).expect("a step fits in memory");
         file.write_all(&vec![7_u8; 3 * step + 4096]).expect("written, not synced");
         let database = std::fs::File::open(&path).expect("the file opens read-only");
-        let Some(before) = dirty_pages(&database) else {
-            // No cachestat(2) here: the write-back can only be seen not to fail.
-            write_back(&database).expect("the write-back runs");
-            return;
-        };
-        assert!(before > 0, "the unsynced writes are dirty pages");
+        let before = dirty_pages(&database);
         write_back(&database).expect("the write-back runs");
-        assert_eq!(dirty_pages(&database), Some(0), "every step was written back and waited for");
+        match before {
+            // No cachestat(2) (before Linux 6.5), or a file system that keeps no page dirty for
+            // write-back to clean (tmpfs): the write-back can only be seen not to fail.
+            None | Some(0) => {}
+            Some(_) => assert_eq!(dirty_pages(&database), Some(0), "every step was written back and waited for"),
+        }
     }
 
     /// A checkpoint below the limit copies the WAL into the database file and never waits.
