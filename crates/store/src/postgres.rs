@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use cardplane_app::AppError;
 use cardplane_app::ports::{BoxedWork, Erased, Store, StoreError, Vaults};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Executor, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,8 +80,9 @@ impl Store for PgStore {
     }
 
     async fn read_erased(&self, work: BoxedWork) -> Result<Erased, AppError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").await.map_err(backend)?;
+        // One statement, not `BEGIN` and then `SET TRANSACTION`: each is a round trip (a read of one
+        // row made five, with the pool's ping and the `ROLLBACK`; docs/PERFORMANCE.md).
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await.map_err(backend)?;
         let outcome = work(&mut SqlTx { conn: &mut *tx, vault: self.vault.as_ref() }).await;
         tx.rollback().await.map_err(backend)?;
         outcome

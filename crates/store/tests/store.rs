@@ -375,3 +375,47 @@ async fn sqlite_commits_concurrent_writes_in_groups() {
     assert!((1..=batches).contains(&syncs), "{syncs} WAL syncs for {batches} commits");
     store.close().await;
 }
+
+/// Ends every other session on `db`'s database, as a PostgreSQL restart or a cut connection would.
+async fn kill_other_sessions(db: &TestDatabase) -> i64 {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    killed.len() as i64
+}
+
+#[tokio::test]
+async fn postgres_reads_run_in_read_only_transactions() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let store = open(&db).await;
+    let written = issuer("ISSUER0001", &["P"]);
+    let refused = store.read(move |tx| Box::pin(async move { Ok(tx.put_issuer(&written).await?) })).await;
+    let message = refused.expect_err("a read may not write").to_string();
+    assert!(message.contains("read-only transaction"), "{message}");
+    assert!(get(&store, "ISSUER0001").await.is_none());
+    store.close().await;
+}
+
+/// sqlx pings each pooled connection before it hands it out (a round trip, kept: skipping it for
+/// connections used in the last 500 ms measured 2% on reads and nothing on writes, and would have
+/// failed a request for each connection killed under it): connections that PostgreSQL ended
+/// (a restart, an administrator) are replaced without a request failing.
+#[tokio::test]
+async fn postgres_connections_killed_under_the_pool_fail_no_request() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let store = open(&db).await;
+    put(&store, issuer("ISSUER0001", &["P"])).await;
+    for _ in 0..2 {
+        assert!(kill_other_sessions(&db).await >= 1, "the store held a connection");
+        assert!(get(&store, "ISSUER0001").await.is_some());
+        put(&store, issuer("ISSUER0001", &["P", "Q"])).await;
+    }
+    store.close().await;
+}
