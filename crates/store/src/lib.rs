@@ -7,8 +7,11 @@
 //!   (`repo_outbox`: the notification outbox and its claims by workers).
 //!   The macros take the connection type and the module whose `query`/`query_as` run on it.
 //! - `native`: that query surface over `rusqlite`, for SQLite (no thread hop per statement); each
-//!   connection keeps its prepared statements (the crate's one `unsafe`: a `Send` for a connection
-//!   and the statements that borrow it, moved together).
+//!   connection keeps its prepared statements (an `unsafe` `Send` for a connection and the
+//!   statements that borrow it, moved together).
+//! - `wal_vfs`: the VFS the writer's connection opens the database through: SQLite's `unix` VFS,
+//!   except that a commit's WAL frames are written in one `pwrite(2)` (FFI, `unsafe`, with the
+//!   reasoning why no commit is seen or synced before its frames are in the file).
 //! - [`sqlite`]: [`SqliteStore`]: WAL, one group-committing writer thread (committing at
 //!   `synchronous=NORMAL`; the syncer makes each batch durable before it is answered; it remembers
 //!   which issuers have callback settings, `repo::KnownCallbacks`), at most eight read-only
@@ -31,6 +34,7 @@ mod repo_cards;
 mod repo_outbox;
 pub mod sqlite;
 mod syncer;
+mod wal_vfs;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

@@ -12,6 +12,8 @@
 //! Because the writer is the one serial part of the server, its statements run as plain function
 //! calls on its own thread (`rusqlite`, see `native`), not as round trips to a connection thread as
 //! sqlx does: a registration's dozen statements would otherwise cost two context switches each.
+//! For the same reason its connection writes the WAL through `wal_vfs`: a commit's frames in one
+//! `pwrite(2)`, where SQLite makes two per frame.
 //!
 //! Reads run on read-only connections of the same kind, each unit on a blocking thread (one hop per
 //! unit, not per statement), at most eight at once; WAL mode lets them proceed while the writer
@@ -28,6 +30,7 @@ use crate::repo::{SqlTx, backend, impl_tx};
 use crate::repo_cards::impl_card_tx;
 use crate::repo_outbox::{impl_outbox_tx, impl_pending_tx};
 use crate::syncer::{Answer, Durability, SyncWal, Syncer};
+use crate::wal_vfs;
 use async_trait::async_trait;
 use cardplane_app::AppError;
 use cardplane_app::ports::{BoxedWork, Erased, Store, StoreError, Vaults};
@@ -119,7 +122,10 @@ fn options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
 
 /// The writer's connection, with the settings [`options`] gives sqlx's.
 fn open_writer(path: &Path) -> Result<NativeConn, StoreError> {
-    let writer = open_native(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(native_backend)?;
+    // Through the VFS that writes each commit's WAL frames in one `pwrite(2)` (`wal_vfs`).
+    wal_vfs::register().map_err(|rc| StoreError::Backend(format!("SQLite refused the WAL VFS (code {rc})").into()))?;
+    let writer = open_native_with(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE, Some(wal_vfs::NAME))
+        .map_err(native_backend)?;
     let conn = writer.connection();
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(native_backend)?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -150,11 +156,21 @@ fn open_writer(path: &Path) -> Result<NativeConn, StoreError> {
 /// A connection to the database file at `path`, opened with `access` (read-write or read-only), with
 /// the settings every connection shares.
 pub(crate) fn open_native(path: &Path, access: rusqlite::OpenFlags) -> Result<NativeConn, rusqlite::Error> {
+    open_native_with(path, access, None)
+}
+
+/// [`open_native`] through the VFS named `vfs` (SQLite's default when `None`).
+fn open_native_with(
+    path: &Path,
+    access: rusqlite::OpenFlags,
+    vfs: Option<&str>,
+) -> Result<NativeConn, rusqlite::Error> {
     use rusqlite::OpenFlags;
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        access | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-    )?;
+    let flags = access | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = match vfs {
+        Some(vfs) => rusqlite::Connection::open_with_flags_and_vfs(path, flags, vfs)?,
+        None => rusqlite::Connection::open_with_flags(path, flags)?,
+    };
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(NativeConn::new(conn))
 }
