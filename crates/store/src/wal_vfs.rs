@@ -500,7 +500,7 @@ mod tests {
         }
     }
 
-    /// A database at `dir/name` opened through this VFS, in the writer's settings, with a small page
+    /// A database at `path` opened through this VFS, in the writer's settings, with a small page
     /// cache so that big transactions spill frames before they commit (and overwrite them).
     fn writer(path: &std::path::Path) -> rusqlite::Connection {
         register().expect("the VFS registers");
