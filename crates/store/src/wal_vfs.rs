@@ -80,7 +80,7 @@ struct File {
     base: ffi::sqlite3_file,
     inner: *mut ffi::sqlite3_file,
     /// Some for a WAL file.
-    wal: Option<Box<Pending>>,
+    wal: Option<Pending>,
 }
 
 const INNER_OFFSET: usize = std::mem::size_of::<File>().next_multiple_of(16);
@@ -301,7 +301,7 @@ unsafe extern "C" fn open(
         }
         let file = &mut *out.cast::<File>();
         if flags & ffi::SQLITE_OPEN_WAL != 0 {
-            file.wal = Some(Box::default());
+            file.wal = Some(Pending::default());
         }
         file.base.pMethods = &METHODS;
         rc
@@ -515,6 +515,14 @@ mod tests {
         conn
     }
 
+    /// The rows of the database at `path`, opened without this VFS, and SQLite's check of it.
+    fn rows_and_check(path: &std::path::Path) -> (i64, String) {
+        let conn = rusqlite::Connection::open(path).expect("the database opens without the VFS");
+        let rows = conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).expect("a count");
+        let check = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).expect("a check");
+        (rows, check)
+    }
+
     /// What a crash now would leave: the database and WAL files copied aside, opened (and so
     /// recovered from the WAL, whose frames SQLite checks one by one) without this VFS.
     fn after_a_crash(path: &std::path::Path) -> (i64, String) {
@@ -522,10 +530,7 @@ mod tests {
         let copy = aside.path().join("copy.db");
         std::fs::copy(path, &copy).expect("the database file copies");
         std::fs::copy(path.with_extension("db-wal"), copy.with_extension("db-wal")).expect("the WAL copies");
-        let conn = rusqlite::Connection::open(&copy).expect("the copy opens");
-        let rows = conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).expect("a count");
-        let check = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).expect("a check");
-        (rows, check)
+        rows_and_check(&copy)
     }
 
     #[test]
@@ -571,12 +576,7 @@ mod tests {
         conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())).expect("a checkpoint");
         (6000..6010).for_each(|k| insert(&conn, k));
         assert_eq!(after_a_crash(&path), (2131, "ok".to_owned()));
-        let (rows, check) = {
-            drop(conn);
-            let conn = rusqlite::Connection::open(&path).expect("the database opens without the VFS");
-            let rows: i64 = conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).expect("a count");
-            (rows, conn.query_row("PRAGMA integrity_check", [], |row| row.get::<_, String>(0)).expect("a check"))
-        };
-        assert_eq!((rows, check.as_str()), (2131, "ok"));
+        drop(conn);
+        assert_eq!(rows_and_check(&path), (2131, "ok".to_owned()));
     }
 }
