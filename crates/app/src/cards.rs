@@ -7,7 +7,7 @@ use crate::consumers::{active_consumer, ensure_consumer};
 use crate::context::{Done, Outcome, RequestContext, claim, complete};
 use crate::error::{Refusal, conflict};
 use crate::issuer_cache::{IssuerKeys, Needs};
-use crate::ports::{StoreExt, Tx, VaultedCredentials};
+use crate::ports::{RegistrationView, StoreExt, Tx, VaultedCredentials};
 use crate::{AppError, Platform};
 use cardplane_domain::FieldError;
 use cardplane_domain::card::{Card, CardCommand, CardOrigin, CardState, InitialState, OperationKind, ReasonCode};
@@ -312,7 +312,11 @@ impl Platform {
                     if let Some(replay) = claim(tx, &ctx, now).await? {
                         return Ok(replay);
                     }
-                    let existing = tx.card(&ctx.issuer, &card_id).await?;
+                    // The card, the PAN's bar and the consumer, read at once (one statement on
+                    // PostgreSQL); what is decided from them is decided in this order.
+                    let RegistrationView { card: existing, pan_barred, consumer } = tx
+                        .registration_view(&ctx.issuer, &card_id, &vaulted.pan_fingerprint, &request.consumer_id)
+                        .await?;
                     if let Some(live) = existing.as_ref().filter(|e| !e.card.state.is_final()) {
                         // The same card again is a no-op; another PAN under a live cardId is not.
                         if live.pan_fingerprint == vaulted.pan_fingerprint {
@@ -321,7 +325,9 @@ impl Platform {
                         }
                         return Err(Refusal::CardIdInUse(card_id).into());
                     }
-                    check_pan_not_barred(tx, &ctx, &vaulted.pan_fingerprint).await?;
+                    if pan_barred {
+                        return Err(Refusal::PanNotAllowed.into());
+                    }
                     if let Some(existing) = &existing {
                         // A final card's id is reused only if D1 did not create it and its product
                         // is not used for transactions [D1].
@@ -333,7 +339,7 @@ impl Platform {
                             return Err(Refusal::CardIdInUse(card_id).into());
                         }
                     }
-                    ensure_consumer(tx, &ctx, &request.consumer_id, now).await?;
+                    ensure_consumer(tx, &ctx, &request.consumer_id, consumer, now).await?;
                     let card = Card {
                         id: card_id,
                         consumer_id: request.consumer_id,

@@ -24,14 +24,15 @@ pub(crate) async fn active_consumer(
 }
 
 /// Registers `id` without personal data if it is unknown (implicit registration [D1]); refuses a
-/// deleted one.
+/// deleted one. `found` is the consumer as this unit read it.
 pub(crate) async fn ensure_consumer(
     tx: &mut dyn Tx,
     ctx: &RequestContext,
     id: &ConsumerId,
+    found: Option<Consumer>,
     now: OffsetDateTime,
 ) -> Result<(), AppError> {
-    match tx.consumer(&ctx.issuer, id).await? {
+    match found {
         Some(consumer) if consumer.state == ConsumerState::Deleted => Err(Refusal::ConsumerDeleted(id.clone()).into()),
         Some(_) => Ok(()),
         None => {

@@ -40,11 +40,7 @@ pub(crate) async fn notify(
     operation: &Operation,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    if tx.has_callback(issuer).await? {
-        tx.enqueue_operation(issuer, operation).await
-    } else {
-        tx.dead_letter_operation(issuer, operation, now, NO_CALLBACK).await
-    }
+    tx.notify_operation(issuer, operation, now, NO_CALLBACK).await
 }
 
 impl Platform {

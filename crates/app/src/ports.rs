@@ -67,6 +67,23 @@ pub trait Tx: CardTx + OutboxTx + PendingTx + Send {
     /// Whether the issuer has callback settings: somewhere to deliver its notifications.
     async fn has_callback(&mut self, id: &IssuerId) -> Result<bool, StoreError>;
     async fn issuers(&mut self) -> Result<Vec<Issuer>, StoreError>;
+    /// Records `operation` for its notification: queued for delivery when the issuer has callback
+    /// settings ([`CardTx::enqueue_operation`]), dead-lettered at `at` for `undeliverable` when it has
+    /// none ([`CardTx::dead_letter_operation`]). PostgreSQL looks and writes in one statement (a
+    /// round trip is most of what a write costs there); the default asks [`Tx::has_callback`] first.
+    async fn notify_operation(
+        &mut self,
+        issuer: &IssuerId,
+        operation: &Operation,
+        at: OffsetDateTime,
+        undeliverable: &str,
+    ) -> Result<(), StoreError> {
+        if self.has_callback(issuer).await? {
+            self.enqueue_operation(issuer, operation).await
+        } else {
+            self.dead_letter_operation(issuer, operation, at, undeliverable).await
+        }
+    }
     /// Inserts or replaces an issuer with its assertion keys, card products and settings.
     async fn put_issuer(&mut self, issuer: &Issuer) -> Result<(), StoreError>;
 
@@ -94,6 +111,17 @@ pub struct StoredCard {
     pub pan_fingerprint: Vec<u8>,
 }
 
+/// What registering a card must know before it writes ([`CardTx::registration_view`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationView {
+    /// The card stored under the cardId, if any, in any state.
+    pub card: Option<StoredCard>,
+    /// Whether the PAN was barred (it belonged to a card that ended).
+    pub pan_barred: bool,
+    /// The consumer the card is for, if registered.
+    pub consumer: Option<Consumer>,
+}
+
 /// What an idempotent request left behind: a digest of the request, and the use case's outcome
 /// (enough to rebuild the answer) [platform.md §Idempotency].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +138,21 @@ pub trait CardTx: Send {
     async fn put_consumer(&mut self, issuer: &IssuerId, consumer: &Consumer) -> Result<(), StoreError>;
 
     async fn card(&mut self, issuer: &IssuerId, id: &CardId) -> Result<Option<StoredCard>, StoreError>;
+    /// [`CardTx::card`], [`CardTx::is_pan_barred`] and [`CardTx::consumer`] together: what a
+    /// registration reads. PostgreSQL answers in one statement; the default asks in turn.
+    async fn registration_view(
+        &mut self,
+        issuer: &IssuerId,
+        card: &CardId,
+        pan_fingerprint: &[u8],
+        consumer: &ConsumerId,
+    ) -> Result<RegistrationView, StoreError> {
+        Ok(RegistrationView {
+            card: self.card(issuer, card).await?,
+            pan_barred: self.is_pan_barred(issuer, pan_fingerprint).await?,
+            consumer: self.consumer(issuer, consumer).await?,
+        })
+    }
     /// The consumer's cards, oldest first.
     async fn cards_of_consumer(&mut self, issuer: &IssuerId, consumer: &ConsumerId) -> Result<Vec<Card>, StoreError>;
     /// Every card of the issuer carrying this PAN, in any state.

@@ -21,7 +21,8 @@
 //! - `checkpoint`: the SQLite checkpointer, which copies the WAL into the database file on a thread
 //!   of its own, and (past 256 MiB of log, after syncing the database file) asks the writer to
 //!   catch up between two batches so that the log starts over.
-//! - [`postgres`]: [`PgStore`]: a connection pool, one transaction per unit of work.
+//! - [`postgres`]: [`PgStore`]: a connection pool, one transaction per unit of work; its own
+//!   one-statement versions of the ports' provided methods where several would be round trips.
 //! - `migrations/{sqlite,postgres}`: each backend's schema, embedded in the binary and run at start.
 //!
 //! [`open`] picks the backend from the URL scheme.

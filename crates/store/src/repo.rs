@@ -231,9 +231,10 @@ pub(crate) fn encryption_key_from_row(
 }
 
 /// Implements [`Tx`](cardplane_app::ports::Tx) for `SqlTx<'_, $conn>`. The body is identical for
-/// both backends; only the connection type differs.
+/// both backends; only the connection type differs, and `overrides` adds a backend's own versions
+/// of the trait's provided methods (PostgreSQL's, that do in one statement what they do in several).
 macro_rules! impl_tx {
-    ($conn:ty, $sql:ident) => {
+    ($conn:ty, $sql:ident $(, overrides: { $($overrides:tt)* })?) => {
         #[async_trait::async_trait]
         impl cardplane_app::ports::Tx for $crate::repo::SqlTx<'_, $conn> {
             async fn issuer(
@@ -517,6 +518,7 @@ macro_rules! impl_tx {
                 .map_err(backend)?;
                 Ok(inserted.rows_affected() == 1)
             }
+            $($($overrides)*)?
         }
     };
 }

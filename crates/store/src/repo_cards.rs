@@ -292,7 +292,7 @@ crate::native::struct_from_row!(OperationRow {
 
 /// Implements [`CardTx`](cardplane_app::ports::CardTx) for `SqlTx<'_, $conn>`, like `impl_tx!`.
 macro_rules! impl_card_tx {
-    ($conn:ty, $sql:ident) => {
+    ($conn:ty, $sql:ident $(, overrides: { $($overrides:tt)* })?) => {
         #[async_trait::async_trait]
         impl cardplane_app::ports::CardTx for $crate::repo::SqlTx<'_, $conn> {
             async fn consumer(
@@ -794,6 +794,7 @@ macro_rules! impl_card_tx {
                     .map_err($crate::repo::backend)?;
                 Ok(())
             }
+            $($($overrides)*)?
         }
 
         impl $crate::repo::SqlTx<'_, $conn> {

@@ -1,13 +1,18 @@
 //! The store contract, run on both backends: what a use case may rely on from any `Store`.
 
 use cardplane_app::AppError;
-use cardplane_app::ports::{CardDataVault, Conflict, KeyVault, Store, StoreError, StoreExt, VaultedCredentials};
+use cardplane_app::ports::{
+    CardDataVault, Conflict, KeyVault, RegistrationView, Store, StoreError, StoreExt, VaultedCredentials,
+};
 use cardplane_domain::FieldError;
-use cardplane_domain::card::{Card, CardOrigin, CardState};
+use cardplane_domain::card::{Card, CardOrigin, CardState, OperationKind};
+use cardplane_domain::consumer::{Consumer, ConsumerState};
 use cardplane_domain::credentials::{CardCredentials, Expiry, Pan};
+use cardplane_domain::delivery::DeliveryState;
 use cardplane_domain::ids::{CardId, CardProductId, ConsumerId, IssuerId, KeyId};
 use cardplane_domain::issuer::{CallbackSettings, HttpUrl, Issuer, IssuerName, Onboarding, WalletServerSettings};
 use cardplane_domain::keys::AssertionKey;
+use cardplane_domain::operation::{Operation, OperationStatus};
 use cardplane_domain::product::{AuthorisationMode, BinRange, CardProduct, ValidityYears};
 use cardplane_domain::scheme::Scheme;
 use cardplane_testkit::{Backend, TestDatabase, backend_tests, test_vault};
@@ -146,6 +151,111 @@ backend_tests! {
             .await;
         assert!(failed.is_err());
         assert!(!has_callback(&server).await, "what was rolled back is not remembered");
+    }
+
+    // What a registration reads (one statement on PostgreSQL) is what the three reads it stands
+    // for answer, with nothing stored and with everything stored.
+    async fn a_registration_reads_the_card_the_bar_and_the_consumer_at_once(db: TestDatabase) {
+        let store = open(&db).await;
+        put(&store, issuer("ISSUER0001", &["VISA_GOLD"])).await;
+        let views = store
+            .write(|tx| {
+                Box::pin(async move {
+                    let issuer = IssuerId::parse("ISSUER0001").unwrap();
+                    let (card_id, consumer_id) = (CardId::parse("card-1").unwrap(), ConsumerId::parse("consumer-1").unwrap());
+                    let separately = async |tx: &mut dyn cardplane_app::ports::Tx| -> Result<RegistrationView, AppError> {
+                        Ok(RegistrationView {
+                            card: tx.card(&issuer, &card_id).await?,
+                            pan_barred: tx.is_pan_barred(&issuer, &[3; 32]).await?,
+                            consumer: tx.consumer(&issuer, &consumer_id).await?,
+                        })
+                    };
+                    let empty = tx.registration_view(&issuer, &card_id, &[3; 32], &consumer_id).await?;
+                    assert_eq!(empty, separately(tx).await?);
+                    let consumer = Consumer {
+                        id: consumer_id.clone(),
+                        state: ConsumerState::Active,
+                        personal_information: None,
+                        created_at: at(1),
+                        updated_at: at(2),
+                    };
+                    tx.put_consumer(&issuer, &consumer).await?;
+                    tx.insert_card(&issuer, &card("card-1", CardState::Suspended, 3), &vaulted(1), None).await?;
+                    tx.bar_pan(&issuer, &[3; 32], at(4)).await?;
+                    let full = tx.registration_view(&issuer, &card_id, &[3; 32], &consumer_id).await?;
+                    assert_eq!(full, separately(tx).await?);
+                    // Another issuer's card, PAN and consumer are not seen.
+                    let other = IssuerId::parse("ISSUER0002").unwrap();
+                    let elsewhere = tx.registration_view(&other, &card_id, &[3; 32], &consumer_id).await?;
+                    Ok((empty, full, consumer, elsewhere))
+                })
+            })
+            .await
+            .unwrap();
+        let (empty, full, consumer, elsewhere) = views;
+        assert_eq!(empty, RegistrationView { card: None, pan_barred: false, consumer: None });
+        assert_eq!(elsewhere, empty);
+        let stored = full.card.expect("the card is seen");
+        assert_eq!((stored.card.id.as_str(), stored.card.state, stored.pan_fingerprint), ("card-1", CardState::Suspended, vec![1; 32]));
+        assert_eq!(stored.card.expiry, Expiry::new(12, 30).unwrap(), "its credentials are opened");
+        assert!(full.pan_barred);
+        assert_eq!(full.consumer, Some(consumer));
+    }
+
+    // A notification is queued when its issuer has callback settings and dead-lettered at once
+    // when it has none (one statement on PostgreSQL): the rows the two ways write are the same.
+    async fn a_notification_is_queued_or_dead_lettered_as_its_issuer_can_be_reached(db: TestDatabase) {
+        let store = open(&db).await;
+        put(&store, issuer("ISSUER000A", &["P"])).await;
+        let mut unreachable = issuer("ISSUER000B", &["P"]);
+        unreachable.onboarding.callback = None;
+        put(&store, unreachable).await;
+        let operation = |id: &str| Operation {
+            operation_id: id.to_owned(),
+            card_id: CardId::parse("card-1").unwrap(),
+            kind: OperationKind::Suspend,
+            status: OperationStatus::Successful,
+            start_time: at(5),
+            end_time: Some(at(5)),
+            details: Some("{\"reason\":\"x\"}".to_owned()),
+            digital_card_id: None,
+        };
+        let (queued, dead, unknown) = (operation("op-queued"), operation("op-dead"), operation("op-unknown"));
+        let written = (queued.clone(), dead.clone(), unknown.clone());
+        store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let (queued, dead, unknown) = written;
+                    tx.notify_operation(&IssuerId::parse("ISSUER000A").unwrap(), &queued, at(6), "no way").await?;
+                    tx.notify_operation(&IssuerId::parse("ISSUER000B").unwrap(), &dead, at(6), "no way").await?;
+                    tx.notify_operation(&IssuerId::parse("ISSUER000C").unwrap(), &unknown, at(6), "no way").await?;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+        let deliveries = |id: &'static str| {
+            store.read(move |tx| Box::pin(async move { Ok(tx.deliveries(&IssuerId::parse(id).unwrap(), None).await?) }))
+        };
+        let pending = deliveries("ISSUER000A").await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].operation, queued);
+        assert_eq!(
+            (pending[0].state, pending[0].attempts, pending[0].next_attempt_at, pending[0].last_attempt_at, &pending[0].last_error),
+            (DeliveryState::Pending, 0, Some(at(5)), None, &None)
+        );
+        let due = store.read(|tx| Box::pin(async move { Ok(tx.next_due_issuer(at(100)).await?) })).await.unwrap();
+        assert_eq!(due.map(|i| i.to_string()).as_deref(), Some("ISSUER000A"), "the queued one is due");
+        for (id, expected) in [("ISSUER000B", dead), ("ISSUER000C", unknown)] {
+            let dead = deliveries(id).await.unwrap();
+            assert_eq!(dead.len(), 1, "{id}");
+            assert_eq!(dead[0].operation, expected);
+            assert_eq!(
+                (dead[0].state, dead[0].attempts, dead[0].next_attempt_at, dead[0].last_attempt_at, dead[0].last_error.as_deref()),
+                (DeliveryState::Dead, 1, None, Some(at(6)), Some("no way")),
+                "{id}"
+            );
+        }
     }
 
     // Cards by PAN are found through two partial indexes (live cards, final cards; migration
