@@ -77,16 +77,7 @@ impl SqlTx<'_, PgConnection> {
                 CASE WHEN known THEN NULL ELSE $11::TEXT END \
             FROM callback RETURNING seq, delivery_state = 'PENDING' AS queued";
         let start = micros(operation.start_time);
-        let row = sqlx::query(INSERT)
-            .bind(issuer.as_str())
-            .bind(operation.operation_id.as_str())
-            .bind(operation.card_id.as_str())
-            .bind(operation.kind.as_str())
-            .bind(operation.status.as_str())
-            .bind(start)
-            .bind(operation.end_time.map(micros))
-            .bind(operation.details.as_deref())
-            .bind(operation.digital_card_id.as_ref().map(|d| d.as_str()))
+        let row = crate::repo_cards::bind_operation!(sqlx::query(INSERT), issuer.as_str(), operation)
             .bind(micros(at))
             .bind(undeliverable)
             .fetch_one(&mut *self.conn)

@@ -118,6 +118,25 @@ macro_rules! operation_insert {
 }
 pub(crate) use operation_insert;
 
+/// Binds the first nine parameters of [`operation_insert!`] (`$1`–`$9`: the issuer and the
+/// operation's own columns; `$6`, its start, is `created_at` too), for both backends' inserts and
+/// for PostgreSQL's one-statement notification, which sets the delivery columns its own way.
+macro_rules! bind_operation {
+    ($query:expr, $issuer:expr, $operation:expr) => {
+        $query
+            .bind($issuer)
+            .bind($operation.operation_id.as_str())
+            .bind($operation.card_id.as_str())
+            .bind($operation.kind.as_str())
+            .bind($operation.status.as_str())
+            .bind($crate::repo::micros($operation.start_time))
+            .bind($operation.end_time.map($crate::repo::micros))
+            .bind($operation.details.as_deref())
+            .bind($operation.digital_card_id.as_ref().map(|d| d.as_str()))
+    };
+}
+pub(crate) use bind_operation;
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct CardRow {
     pub card_id: String,
@@ -819,16 +838,8 @@ macro_rules! impl_card_tx {
                     concat!("INSERT INTO operations ", $crate::repo_cards::operation_insert!(), " RETURNING seq");
                 // `seq` is the row's key: SQLite tells it without `RETURNING` (see `last_insert_rowid`).
                 let rowid_known = self.conn.last_insert_rowid().is_some();
-                let row = $sql::query(if rowid_known { INSERT } else { INSERT_RETURNING })
-                .bind(issuer)
-                .bind(operation.operation_id.as_str())
-                .bind(operation.card_id.as_str())
-                .bind(operation.kind.as_str())
-                .bind(operation.status.as_str())
-                .bind(start)
-                .bind(operation.end_time.map(micros))
-                .bind(operation.details.as_deref())
-                .bind(operation.digital_card_id.as_ref().map(|d| d.as_str()))
+                let query = $sql::query(if rowid_known { INSERT } else { INSERT_RETURNING });
+                let row = $crate::repo_cards::bind_operation!(query, issuer, operation)
                 .bind(state)
                 .bind(attempts)
                 .bind(next_attempt)
