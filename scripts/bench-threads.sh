@@ -29,7 +29,7 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && b
 runtime_ticks() { # CPU ticks of the runtime's threads (workers and blocking pool) so far
   for task in /proc/$SERVER/task/*; do
     # A thread may end between the listing and the read: skip it.
-    [[ "$(cat "$task/comm" 2>/dev/null)" == tokio-rt-worker ]] && awk '{print $14 + $15}' "$task/stat" 2>/dev/null
+    [[ "$(cat "$task/comm" 2>/dev/null)" =~ ^(tokio-rt-worker|http-[0-9]+)$ ]] && awk '{print $14 + $15}' "$task/stat" 2>/dev/null
   done | awk '{s += $1} END {print s + 0}'
 }
 "$BIN" bench --url "http://127.0.0.1:$PORT" --scenario "$SCENARIO" --seconds "${SECONDS_PER_PHASE:-6}" \

@@ -1,6 +1,6 @@
 //! The command line.
 
-use crate::config::{CommonArgs, Settings};
+use crate::config::{CommonArgs, ServeArgs, Settings};
 use anyhow::{Context, bail};
 use cardplane_api::admin::wire::{IssuerView, JwkSet, OnboardingRequest, PublicJwk};
 use cardplane_domain::ids::IssuerId;
@@ -29,6 +29,9 @@ pub enum Command {
         /// CARDPLANE_WORKER=0) for API-only instances beside separate `cardplane worker` processes.
         #[arg(long, env = "CARDPLANE_WORKER", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
         worker: Option<bool>,
+        /// Threads serving HTTP, each with the connections handed to it (default: one per core).
+        #[arg(long, env = "CARDPLANE_HTTP_THREADS")]
+        http_threads: Option<usize>,
     },
     /// Run only the worker: deliver notifications to issuers until SIGTERM. Any number may share
     /// one PostgreSQL database.
@@ -64,11 +67,13 @@ pub enum IssuerCommand {
 
 /// Runs the command; returns once it is done (for `serve`: once the server stopped).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let (listen, worker) = match &cli.command {
-        Command::Serve { listen, worker } => (listen.clone(), *worker),
-        _ => (None, None),
+    let serving = match &cli.command {
+        Command::Serve { listen, worker, http_threads } => {
+            ServeArgs { listen: listen.clone(), worker: *worker, http_threads: *http_threads }
+        }
+        _ => ServeArgs::default(),
     };
-    let settings = Settings::resolve(&cli.common, listen, worker)?;
+    let settings = Settings::resolve(&cli.common, serving)?;
     let quiet = !matches!(cli.command, Command::Serve { .. } | Command::Worker);
     crate::logging::init(settings.log_format, if quiet { "warn" } else { "info" });
     match cli.command {

@@ -56,6 +56,7 @@ pub struct FileConfig {
     pub sandbox: Option<bool>,
     pub log_format: Option<LogFormat>,
     pub worker: Option<bool>,
+    pub http_threads: Option<usize>,
     #[serde(default)]
     pub issuers: Vec<OnboardingRequest>,
 }
@@ -65,6 +66,15 @@ impl FileConfig {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("{} is not a valid configuration", path.display()))
     }
+}
+
+/// What `serve`'s own flags (or their environment variables) said; every other command leaves them
+/// to the file and the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ServeArgs {
+    pub listen: Option<String>,
+    pub worker: Option<bool>,
+    pub http_threads: Option<usize>,
 }
 
 /// Where the master key comes from, in order of preference.
@@ -92,6 +102,9 @@ pub struct Settings {
     /// Whether `serve` runs the worker (notification delivery) in-process. Off for API-only nodes
     /// beside separate `cardplane worker` processes.
     pub worker: bool,
+    /// Threads serving HTTP (at least one): each serves the connections handed to it on a runtime
+    /// of its own (`serving`). One per core unless set.
+    pub http_threads: usize,
     /// How the worker paces itself, and how outbound calls behave (not configurable from outside:
     /// the tests shorten them).
     pub worker_settings: cardplane_worker::WorkerSettings,
@@ -103,14 +116,14 @@ pub struct Settings {
 pub const DEFAULT_TOKEN_AUDIENCE: &str = "https://api.d1.thalescloud.io";
 
 impl Settings {
-    /// Resolves the settings from flags/environment (`common`, `listen`) over the file over defaults.
-    pub fn resolve(common: &CommonArgs, listen: Option<String>, worker: Option<bool>) -> anyhow::Result<Self> {
+    /// Resolves the settings from flags/environment (`common`, `serve`) over the file over defaults.
+    pub fn resolve(common: &CommonArgs, serve: ServeArgs) -> anyhow::Result<Self> {
         let file = match &common.config {
             Some(path) => FileConfig::read(path)?,
             None => FileConfig::default(),
         };
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let listen = listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = serve.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen: SocketAddr =
             listen.parse().with_context(|| format!("listen address {listen:?} is not HOST:PORT"))?;
         let database_url =
@@ -139,7 +152,12 @@ impl Settings {
             sandbox: common.sandbox.or(file.sandbox).unwrap_or(false),
             log_format: common.log_format.or(file.log_format).unwrap_or(LogFormat::Json),
             issuers: file.issuers,
-            worker: worker.or(file.worker).unwrap_or(true),
+            worker: serve.worker.or(file.worker).unwrap_or(true),
+            http_threads: match serve.http_threads.or(file.http_threads) {
+                Some(0) => bail!("http_threads must be at least 1"),
+                Some(threads) => threads,
+                None => std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+            },
             worker_settings: Default::default(),
             outbound: Default::default(),
         })
@@ -156,6 +174,23 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_threads_come_from_the_flag_over_the_file_and_are_never_zero() {
+        let dir = std::env::temp_dir().join(format!("cardplane-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let file = dir.join("cardplane.toml");
+        std::fs::write(&file, "http_threads = 3\n").expect("written");
+        let common = CommonArgs { config: Some(file.clone()), ..Default::default() };
+        let threads = |flag| Settings::resolve(&common, ServeArgs { http_threads: flag, ..Default::default() });
+        assert_eq!(threads(None).expect("resolves").http_threads, 3);
+        assert_eq!(threads(Some(1)).expect("resolves").http_threads, 1);
+        let refused = threads(Some(0)).expect_err("zero threads would serve nothing");
+        assert!(refused.to_string().contains("http_threads must be at least 1"), "{refused}");
+        let defaults = Settings::resolve(&CommonArgs::default(), ServeArgs::default()).expect("resolves");
+        assert!(defaults.http_threads >= 1);
+        std::fs::remove_dir_all(&dir).expect("removed");
+    }
 
     #[test]
     fn sqlite_urls_name_their_file() {

@@ -7,6 +7,8 @@
 //! - [`config`]: flags over environment over TOML file over defaults.
 //! - [`keys`]: finding (or, for a new SQLite database, making) the master key.
 //! - [`server`]: starting and stopping the HTTP server and its worker; used by `serve` and by the tests.
+//! - [`serving`]: the HTTP serving threads, a current-thread runtime per core, each serving the
+//!   connections the accept loop hands it in turn.
 //! - [`logging`]: JSON (or text) logs through `tracing`.
 
 pub mod bench;
@@ -15,6 +17,7 @@ pub mod config;
 pub mod keys;
 pub mod logging;
 pub mod server;
+pub mod serving;
 
 use anyhow::Context;
 use cardplane_app::ports::Clock;

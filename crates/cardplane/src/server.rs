@@ -56,7 +56,7 @@ pub async fn start_with(
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let state = ApiState::new(platform.clone(), AdminAccess::new(settings.admin_token.clone()), settings.sandbox);
-    let app = cardplane_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = cardplane_api::router(state);
     tracing::info!(%addr, database = %crate::redact_url(&settings.database_url), "cardplane listening");
     let worker = settings.worker.then(|| worker(&platform, &settings, clock).start());
     let served_platform = platform.clone();
@@ -68,7 +68,7 @@ pub async fn start_with(
             }
             tracing::info!("shutting down: finishing in-flight requests");
         };
-        let served = axum::serve(listener, app).with_graceful_shutdown(signal).await;
+        let served = crate::serving::serve(listener, app, settings.http_threads, signal).await;
         if let Some(worker) = worker {
             worker.stop().await;
         }

@@ -130,6 +130,7 @@ impl TestAppBuilder {
             log_format: LogFormat::Json,
             issuers,
             worker: self.worker,
+            http_threads: 2,
             worker_settings: cardplane_worker::WorkerSettings {
                 lanes: 2,
                 idle_poll: std::time::Duration::from_millis(20),
