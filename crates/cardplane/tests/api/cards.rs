@@ -275,7 +275,10 @@ backend_tests! {
         let bad_month = bank.pan(VISA_1, "1330");
         let to_other_issuer = other.pan(VISA_1, "1230");
         let mut tampered: Vec<String> = bank.pan(VISA_1, "1230").split('.').map(str::to_owned).collect();
-        tampered[3] = format!("A{}", &tampered[3][1..]);
+        // Another first character of the ciphertext: writing a fixed 'A' left it unchanged (and the
+        // card registered) whenever the random ciphertext already began with one, one run in 64.
+        let first = if tampered[3].starts_with('A') { 'B' } else { 'A' };
+        tampered[3] = format!("{first}{}", &tampered[3][1..]);
         for (case, data, text) in [
             ("bad luhn", bad_luhn, "encryptedData is invalid: pan fails the Luhn check"),
             ("bad month", bad_month, "encryptedData is invalid: exp must be MMYY"),
