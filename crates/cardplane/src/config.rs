@@ -177,9 +177,8 @@ mod tests {
 
     #[test]
     fn http_threads_come_from_the_flag_over_the_file_and_are_never_zero() {
-        let dir = std::env::temp_dir().join(format!("cardplane-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a directory");
-        let file = dir.join("cardplane.toml");
+        let dir = tempfile::tempdir().expect("a directory");
+        let file = dir.path().join("cardplane.toml");
         std::fs::write(&file, "http_threads = 3\n").expect("written");
         let common = CommonArgs { config: Some(file.clone()), ..Default::default() };
         let threads = |flag| Settings::resolve(&common, ServeArgs { http_threads: flag, ..Default::default() });
@@ -189,7 +188,6 @@ mod tests {
         assert!(refused.to_string().contains("http_threads must be at least 1"), "{refused}");
         let defaults = Settings::resolve(&CommonArgs::default(), ServeArgs::default()).expect("resolves");
         assert!(defaults.http_threads >= 1);
-        std::fs::remove_dir_all(&dir).expect("removed");
     }
 
     #[test]
