@@ -32,10 +32,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let addr = listener.local_addr()?;
+    let threads = threads.max(1);
     let (stop, stopped) = watch::channel(false);
-    let mut lanes = Vec::with_capacity(threads.max(1));
-    let mut finished = Vec::with_capacity(threads.max(1));
-    for index in 0..threads.max(1) {
+    let mut lanes = Vec::with_capacity(threads);
+    let mut finished = Vec::with_capacity(threads);
+    for index in 0..threads {
         let (handoff, connections) = mpsc::unbounded_channel::<Handoff>();
         let (done, finish) = oneshot::channel();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
