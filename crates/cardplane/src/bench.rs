@@ -7,21 +7,29 @@
 //! then drives one scenario at a fixed number of connections for a fixed time. Every figure is
 //! printed beside the throughput of the server's no-op route (`GET /healthz`) driven the same way
 //! in the same run, as a ratio: the machines are shared and noisy, and only ratios travel.
+//!
+//! The measured requests go out on bare keep-alive HTTP/1.1 connections ([`Link`]), driven by a
+//! thread per core, each a single-threaded runtime owning its share of the connections
+//! ([`Lanes`]), as `wrk` does: the generator shares the machine with the server, and every
+//! microsecond it spends on a request is taken from the server. Setting up (onboarding, tokens,
+//! the standing cards) goes through `reqwest`.
 
 use anyhow::{Context, bail};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use axum::body::Bytes;
-use axum::http::HeaderValue;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use axum::http::{HeaderValue, Method, Request, Uri};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use cardplane_domain::credentials::luhn_check_digit;
 use cardplane_domain::keys::P256PublicKey;
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -74,6 +82,10 @@ pub struct BenchArgs {
     /// Drain: the issuer's `maxBatchSize` (operations per notification call, 1 to 100).
     #[arg(long, default_value_t = 50)]
     pub batch: usize,
+    /// The load generator's threads (default: one per core). Each drives its share of the
+    /// connections on a single-threaded runtime.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
     /// A running server to measure instead of starting one (its admin API must accept this
     /// process: loopback, or CARDPLANE_ADMIN_TOKEN).
     #[arg(long)]
@@ -88,6 +100,11 @@ pub struct BenchArgs {
 impl BenchArgs {
     fn baseline_duration(&self) -> Duration {
         Duration::from_secs(self.baseline_seconds.unwrap_or(self.seconds))
+    }
+
+    fn lanes(&self) -> anyhow::Result<Lanes> {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Lanes::start(self.threads.map_or(cores, usize::from)).context("cannot start the load generator's threads")
     }
 }
 
@@ -117,7 +134,7 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
 }
 
 async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    let http = reqwest::Client::new();
     let bank = Bank::onboard(&http, base).await?;
     let lifecycle_cards =
         if matches!(args.scenario, Scenario::Lifecycle | Scenario::Get | Scenario::Mix) { args.connections } else { 0 };
@@ -132,62 +149,62 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
             bail!("registering standing card {i} answered HTTP {response}");
         }
     }
+    let lanes = args.lanes()?;
+    let target = Target::resolve(base).await?;
     let duration = Duration::from_secs(args.seconds);
     let rounds = if args.rounds > 1 { format!(", {} rounds", args.rounds) } else { String::new() };
     println!(
         "cardplane bench: {:?}, {} connections, {} s per phase{rounds}, against {base}",
         args.scenario, args.connections, args.seconds
     );
-    // Every request of a phase is built before its clock starts, down to its URL and body bytes:
-    // the generator shares the machine with the server, and what it spends per request is taken
-    // from the server (only sending and reading answers is left in the loop). Built once per
-    // target, for all its rounds.
-    let prepared = |base: &str| Arc::new(Requests::new(&bank, base, fresh, standing));
-    let drive = |label: String, requests: Arc<Requests>, reuse_cards: bool, progress: Arc<Progress>| {
-        let (http, bank) = (http.clone(), bank.clone());
+    // Every request of a phase is made before its clock starts, down to its path and body bytes:
+    // what the generator spends per request is taken from the server (only putting the parts
+    // together, sending and reading answers are left in the loop). Made once per target, for
+    // all its rounds.
+    let prepared = |target: &Target| Arc::new(Requests::new(&bank, target, fresh, standing));
+    let lanes = &lanes;
+    let drive = |label: String, target: Target, requests: Arc<Requests>, reuse_cards: bool, progress: Arc<Progress>| {
+        let bank = bank.clone();
         let (scenario, connections) = (args.scenario, args.connections);
         let request = move |connection: usize, n: usize| {
-            let (http, requests, progress) = (http.clone(), requests.clone(), progress.clone());
-            let authorization = bank.authorization();
-            async move {
-                let kind = match scenario {
-                    Scenario::Mix => [Scenario::Register, Scenario::Get, Scenario::Lifecycle, Scenario::Get][n % 4],
-                    other => other,
-                };
-                let request = match kind {
-                    Scenario::Register => {
-                        let mut next = progress.next_card.fetch_add(1, Ordering::Relaxed);
-                        // A stateless mock may see the same card again; cardplane may not.
-                        if reuse_cards && !requests.register.is_empty() {
-                            next %= requests.register.len();
-                        }
-                        // Out of prepared cards: this connection is done.
-                        let (url, body) = requests.register.get(next)?;
-                        http.put(url.clone()).header(CONTENT_TYPE, JSON.clone()).body(body.clone())
+            let kind = match scenario {
+                Scenario::Mix => [Scenario::Register, Scenario::Get, Scenario::Lifecycle, Scenario::Get][n % 4],
+                other => other,
+            };
+            let authorization = Some(bank.authorization());
+            Some(match kind {
+                Scenario::Register => {
+                    let mut next = progress.next_card.fetch_add(1, Ordering::Relaxed);
+                    // A stateless mock may see the same card again; cardplane may not.
+                    if reuse_cards && !requests.register.is_empty() {
+                        next %= requests.register.len();
                     }
-                    Scenario::Get => http.get(requests.get[connection].clone()),
-                    _ => {
-                        // Each connection suspends and resumes its own card, in turn.
-                        let step = progress.operations[connection].fetch_add(1, Ordering::Relaxed);
-                        let url =
-                            if step % 2 == 0 { &requests.suspend[connection] } else { &requests.resume[connection] };
-                        let body = requests.operation_body.clone();
-                        http.post(url.clone()).header(CONTENT_TYPE, JSON.clone()).body(body)
-                    }
-                };
-                let response = request.header(AUTHORIZATION, authorization).send().await;
-                Some(response.map_or(0, |r| r.status().as_u16()))
-            }
+                    // Out of prepared cards: this connection is done.
+                    let (path, body) = requests.register.get(next)?;
+                    requests.request(Method::PUT, path, authorization, Some(body))
+                }
+                Scenario::Get => requests.request(Method::GET, &requests.get[connection], authorization, None),
+                _ => {
+                    // Each connection suspends and resumes its own card, in turn.
+                    let step = progress.operations[connection].fetch_add(1, Ordering::Relaxed);
+                    let path = if step.is_multiple_of(2) {
+                        &requests.suspend[connection]
+                    } else {
+                        &requests.resume[connection]
+                    };
+                    requests.request(Method::POST, path, authorization, Some(&requests.operation_body))
+                }
+            })
         };
-        async move { phase(&label, connections, duration, request).await }
+        async move { phase(lanes, &target, &label, connections, duration, request).await }
     };
     let label = format!("{:?}", args.scenario).to_lowercase();
     let progress = Arc::new(Progress::new(args.connections));
-    let requests = prepared(base);
+    let requests = prepared(&target);
     let mut measured = Vec::with_capacity(usize::from(args.rounds));
     for _ in 0..args.rounds {
-        let baseline = baseline(&http, base, args.connections, args.baseline_duration()).await;
-        let result = drive(label.clone(), Arc::clone(&requests), false, Arc::clone(&progress)).await;
+        let baseline = baseline(lanes, &target, args.connections, args.baseline_duration()).await;
+        let result = drive(label.clone(), target.clone(), Arc::clone(&requests), false, Arc::clone(&progress)).await;
         result.print(Some(&baseline));
         measured.push((baseline, result));
     }
@@ -209,9 +226,9 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
     };
     if let Some(other) = &args.compare_with {
         let other = other.trim_end_matches('/').to_owned();
-        let compared =
-            drive(format!("{label} at {other}"), prepared(&other), true, Arc::new(Progress::new(args.connections)))
-                .await;
+        let at = Target::resolve(&other).await?;
+        let fresh_progress = Arc::new(Progress::new(args.connections));
+        let compared = drive(format!("{label} at {other}"), at.clone(), prepared(&at), true, fresh_progress).await;
         compared.print(Some(&baseline));
         if compared.ok == 0 {
             bail!("no request to {} succeeded: is it serving this API?", compared.label);
@@ -243,28 +260,185 @@ impl Progress {
 /// `application/json`, for the bodies the bench sends.
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
 
-/// The requests of a phase against one server, made ahead: each prepared registration's URL and
-/// body, and each connection's own card's URLs (its standing card: get, suspend, resume).
+/// The requests of a phase against one server, made ahead: each prepared registration's path and
+/// body, and each connection's own card's paths (its standing card: get, suspend, resume).
 struct Requests {
-    register: Vec<(reqwest::Url, Bytes)>,
-    get: Vec<reqwest::Url>,
-    suspend: Vec<reqwest::Url>,
-    resume: Vec<reqwest::Url>,
+    host: HeaderValue,
+    register: Vec<(Uri, Bytes)>,
+    get: Vec<Uri>,
+    suspend: Vec<Uri>,
+    resume: Vec<Uri>,
     operation_body: Bytes,
 }
 
 impl Requests {
-    fn new(bank: &Bank, base: &str, fresh: &[(String, Bytes)], standing: &[(String, Bytes)]) -> Self {
-        let url = |card_id: &str, suffix: &str| {
-            reqwest::Url::parse(&format!("{}{suffix}", bank.card_url(base, card_id))).expect("a valid URL")
-        };
+    fn new(bank: &Bank, target: &Target, fresh: &[(String, Bytes)], standing: &[(String, Bytes)]) -> Self {
+        let path = |card_id: &str, suffix: &str| target.path(&format!("{}{suffix}", bank.card_path(card_id)));
         Requests {
-            register: fresh.iter().map(|(card_id, body)| (url(card_id, ""), body.clone())).collect(),
-            get: standing.iter().map(|(card_id, _)| url(card_id, "")).collect(),
-            suspend: standing.iter().map(|(card_id, _)| url(card_id, "/operations:suspend")).collect(),
-            resume: standing.iter().map(|(card_id, _)| url(card_id, "/operations:resume")).collect(),
-            operation_body: Bytes::from(json!({"reasonCode": "USER_DECISION"}).to_string()),
+            host: target.host.clone(),
+            register: fresh.iter().map(|(card_id, body)| (path(card_id, ""), body.clone())).collect(),
+            get: standing.iter().map(|(card_id, _)| path(card_id, "")).collect(),
+            suspend: standing.iter().map(|(card_id, _)| path(card_id, "/operations:suspend")).collect(),
+            resume: standing.iter().map(|(card_id, _)| path(card_id, "/operations:resume")).collect(),
+            operation_body: operation_body("USER_DECISION"),
         }
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &Uri,
+        authorization: Option<HeaderValue>,
+        json: Option<&Bytes>,
+    ) -> Request<Full<Bytes>> {
+        request(method, path, &self.host, authorization, json)
+    }
+}
+
+/// The body of a suspend or resume.
+fn operation_body(reason: &str) -> Bytes {
+    Bytes::from(json!({ "reasonCode": reason }).to_string())
+}
+
+/// One request from parts made ahead (reference counts, no copies), with a JSON body if any.
+fn request(
+    method: Method,
+    path: &Uri,
+    host: &HeaderValue,
+    authorization: Option<HeaderValue>,
+    json: Option<&Bytes>,
+) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(json.cloned().unwrap_or_default()));
+    *request.method_mut() = method;
+    *request.uri_mut() = path.clone();
+    let headers = request.headers_mut();
+    headers.insert(HOST, host.clone());
+    if let Some(authorization) = authorization {
+        headers.insert(AUTHORIZATION, authorization);
+    }
+    if json.is_some() {
+        headers.insert(CONTENT_TYPE, JSON.clone());
+    }
+    request
+}
+
+/// A server the measured requests go to: where to connect, and its `Host`.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    host: HeaderValue,
+    /// The base URL's path, if it has one, before every request's own.
+    prefix: String,
+}
+
+impl Target {
+    /// The server at a base URL (`http://127.0.0.1:8080`, say): plain HTTP/1.1 only, as the load
+    /// generator speaks nothing else.
+    async fn resolve(base: &str) -> anyhow::Result<Target> {
+        let uri: Uri = base.parse().with_context(|| format!("{base} is not a URL"))?;
+        if uri.scheme_str() != Some("http") {
+            bail!("the bench drives plain HTTP/1.1: {base} is not an http:// URL");
+        }
+        let authority = uri.authority().with_context(|| format!("{base} names no host"))?;
+        let socket = if authority.port().is_some() { authority.to_string() } else { format!("{authority}:80") };
+        let addr = tokio::net::lookup_host(&socket)
+            .await
+            .with_context(|| format!("cannot resolve {socket}"))?
+            .next()
+            .with_context(|| format!("{socket} resolves to no address"))?;
+        let host = HeaderValue::from_str(authority.as_str()).context("an unusable host")?;
+        Ok(Target { addr, host, prefix: uri.path().trim_end_matches('/').to_owned() })
+    }
+
+    /// `path` (which starts with `/`) under the base URL's path.
+    fn path(&self, path: &str) -> Uri {
+        format!("{}{path}", self.prefix).parse().expect("the bench's paths are valid")
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection of the load generator, opened again when the server has
+/// closed it. Nothing but the request and its answer goes through it: no pool to check out of,
+/// no URL to parse, no redirects to follow.
+struct Link {
+    target: Target,
+    sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+}
+
+impl Link {
+    fn new(target: Target) -> Link {
+        Link { target, sender: None }
+    }
+
+    /// Sends `request` and reads its answer to the end: its HTTP status, 0 if there was none.
+    async fn send(&mut self, request: Request<Full<Bytes>>) -> u16 {
+        match self.exchange(request).await {
+            Ok(status) => status,
+            Err(_) => {
+                self.sender = None;
+                0
+            }
+        }
+    }
+
+    async fn exchange(&mut self, request: Request<Full<Bytes>>) -> anyhow::Result<u16> {
+        // A connection the server closed between two requests (an idle timeout, `Connection:
+        // close`) is opened again before the request, not counted as a failure.
+        let open = match self.sender.as_mut() {
+            Some(sender) => sender.ready().await.is_ok(),
+            None => false,
+        };
+        if !open {
+            let stream = tokio::net::TcpStream::connect(self.target.addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            // The connection's I/O runs beside this task, on the same thread; it ends with the link.
+            tokio::spawn(connection);
+            sender.ready().await?;
+            self.sender = Some(sender);
+        }
+        let sender = self.sender.as_mut().expect("opened above");
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        // Read to the end, so that the connection can carry the next request.
+        response.into_body().collect().await?;
+        Ok(status)
+    }
+}
+
+/// The load generator's threads: one single-threaded runtime each, driving the connections of a
+/// phase handed to it, as `wrk`'s threads do. A work-stealing runtime moved answers between
+/// the two threads of a 2-core machine and woke them for each other: under `reqwest` on one, the
+/// generator spent 13 to 18 µs of CPU on a `/healthz` request, more than the server did
+/// (docs/PERFORMANCE.md, twenty-first sitting). The threads stop when this is dropped.
+struct Lanes {
+    lanes: Vec<tokio::runtime::Handle>,
+    _stop: tokio::sync::watch::Sender<()>,
+}
+
+impl Lanes {
+    fn start(threads: usize) -> std::io::Result<Lanes> {
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let mut lanes = Vec::with_capacity(threads);
+        for index in 0..threads.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            lanes.push(runtime.handle().clone());
+            let mut stopped = stopped.clone();
+            std::thread::Builder::new().name(format!("load-{index}")).spawn(move || {
+                // Until the sender goes: `changed` fails then.
+                runtime.block_on(async move { while stopped.changed().await.is_ok() {} });
+            })?;
+        }
+        Ok(Lanes { lanes, _stop: stop })
+    }
+
+    /// Runs the task of connection `connection` on its thread.
+    fn spawn<T: Send + 'static>(
+        &self,
+        connection: usize,
+        task: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        self.lanes[connection % self.lanes.len()].spawn(task)
     }
 }
 
@@ -401,27 +575,15 @@ impl Bank {
         self.authorization.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    fn card_url(&self, base: &str, card_id: &str) -> String {
-        format!("{base}/banking/v2/issuers/{}/cards/{card_id}", self.issuer)
+    /// A card's path in the banking API.
+    fn card_path(&self, card_id: &str) -> String {
+        format!("/banking/v2/issuers/{}/cards/{card_id}", self.issuer)
     }
 
     async fn put(&self, http: &reqwest::Client, base: &str, card_id: &str, body: &Bytes) -> anyhow::Result<u16> {
-        let request = http.put(self.card_url(base, card_id)).header(AUTHORIZATION, self.authorization());
+        let request =
+            http.put(format!("{base}{}", self.card_path(card_id))).header(AUTHORIZATION, self.authorization());
         let response = request.header(CONTENT_TYPE, JSON.clone()).body(body.clone()).send().await?;
-        Ok(response.status().as_u16())
-    }
-
-    async fn operate(
-        &self,
-        http: &reqwest::Client,
-        base: &str,
-        card_id: &str,
-        op: &str,
-        reason: &str,
-    ) -> anyhow::Result<u16> {
-        let url = format!("{}/operations:{op}", self.card_url(base, card_id));
-        let request = http.post(url).header(AUTHORIZATION, self.authorization());
-        let response = request.json(&json!({"reasonCode": reason})).send().await?;
         Ok(response.status().as_u16())
     }
 }
@@ -452,13 +614,11 @@ fn prepare_cards(bank: &Bank, count: usize) -> Vec<(String, Bytes)> {
 
 /// The no-op route (`GET /healthz`, same middleware, same connections), measured and printed: the
 /// baseline every other figure of the run is a ratio to.
-async fn baseline(http: &reqwest::Client, base: &str, connections: usize, duration: Duration) -> Phase {
-    // Parsed once, as the scenarios' URLs are: the two phases' loops do the same work per request.
-    let healthz = reqwest::Url::parse(&format!("{base}/healthz")).expect("the server's base URL is valid");
-    let client = http.clone();
-    let baseline = phase("baseline GET /healthz", connections, duration, move |_, _| {
-        let (http, url) = (client.clone(), healthz.clone());
-        async move { Some(http.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0)) }
+async fn baseline(lanes: &Lanes, target: &Target, connections: usize, duration: Duration) -> Phase {
+    // Made once, as the scenarios' paths are: the two phases' loops do the same work per request.
+    let (healthz, host) = (target.path("/healthz"), target.host.clone());
+    let baseline = phase(lanes, target, "baseline GET /healthz", connections, duration, move |_, _| {
+        Some(request(Method::GET, &healthz, &host, None, None))
     })
     .await;
     baseline.print(None);
@@ -539,14 +699,20 @@ impl Phase {
     }
 }
 
-/// Drives `request(connection, n)` on `connections` tasks for `duration`, each sending its next
-/// request when the last one is answered. `Some(status)` is the HTTP status (0: no answer), ok when
-/// 2xx; `None` means the connection has run out of work (register, when its prepared cards are used
-/// up).
-async fn phase<F, Fut>(label: &str, connections: usize, duration: Duration, request: F) -> Phase
+/// Sends `request(connection, n)` on `connections` connections to `target` for `duration`, each
+/// sending its next request when the last one is answered (ok when 2xx; a request without an
+/// answer counts as failed with status 0). `None` means the connection has run out of work
+/// (register, when its prepared cards are used up).
+async fn phase<F>(
+    lanes: &Lanes,
+    target: &Target,
+    label: &str,
+    connections: usize,
+    duration: Duration,
+    request: F,
+) -> Phase
 where
-    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Option<u16>> + Send,
+    F: Fn(usize, usize) -> Option<Request<Full<Bytes>>> + Send + Sync + 'static,
 {
     let bar = ProgressBar::new(duration.as_secs()).with_message(label.to_owned());
     bar.set_style(ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} s").expect("a valid template"));
@@ -561,18 +727,20 @@ where
             }
         })
     };
+    let request = Arc::new(request);
     let tasks: Vec<_> = (0..connections)
         .map(|connection| {
-            let request = request.clone();
-            tokio::spawn(async move {
+            let (request, mut link) = (Arc::clone(&request), Link::new(target.clone()));
+            lanes.spawn(connection, async move {
                 let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
                 let (mut ok, mut n) = (0usize, 0usize);
                 let mut failed = BTreeMap::<u16, usize>::new();
                 while Instant::now() < deadline {
                     let sent = Instant::now();
-                    let Some(status) = request(connection, n).await else {
+                    let Some(next) = request(connection, n) else {
                         break;
                     };
+                    let status = link.send(next).await;
                     n += 1;
                     if (200..300).contains(&status) {
                         ok += 1;
@@ -606,7 +774,7 @@ where
 async fn drain(args: &BenchArgs, dir: &std::path::Path, database_url: Option<String>) -> anyhow::Result<()> {
     let stub = IssuerStub::start().await?;
     let (base, mut server) = start_server(dir, database_url.clone(), false).await?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
+    let http = reqwest::Client::new();
     let callback = json!({"callback": {
         "baseUrl": stub.base, "clientId": "bench", "clientSecret": "bench-secret",
         "maxBatchSize": args.batch,
@@ -623,26 +791,35 @@ async fn drain(args: &BenchArgs, dir: &std::path::Path, database_url: Option<Str
         "cardplane bench: Drain, {} notifications in calls of up to {}, {} connections to make them",
         args.notifications, args.batch, args.connections
     );
-    let baseline = baseline(&http, base.as_ref(), args.connections, args.baseline_duration()).await;
+    let (lanes, target) = (args.lanes()?, Target::resolve(&base).await?);
+    let baseline = baseline(&lanes, &target, args.connections, args.baseline_duration()).await;
 
     // The backlog: suspend/resume pairs, one notification each, until there are enough (the
     // registrations above made one each too).
-    let made = Arc::new(AtomicUsize::new(cards.len()));
+    let made = AtomicUsize::new(cards.len());
     let wanted = args.notifications;
-    let cards = Arc::new(cards);
     let backlog = {
-        let (http, bank, base, made, cards) = (http.clone(), bank.clone(), base.clone(), made.clone(), cards.clone());
-        phase("making the backlog", args.connections, Duration::from_secs(3600), move |connection, n| {
-            let (http, bank, base, made, cards) =
-                (http.clone(), bank.clone(), base.clone(), made.clone(), cards.clone());
-            async move {
+        let operations: Vec<[Uri; 2]> = (cards.iter())
+            .map(|(card_id, _)| {
+                let card = bank.card_path(card_id);
+                [target.path(&format!("{card}/operations:suspend")), target.path(&format!("{card}/operations:resume"))]
+            })
+            .collect();
+        let (bank, host, body) = (bank.clone(), target.host.clone(), operation_body("USER_DECISION"));
+        phase(
+            &lanes,
+            &target,
+            "making the backlog",
+            args.connections,
+            Duration::from_secs(3600),
+            move |connection, n| {
                 if made.fetch_add(1, Ordering::Relaxed) >= wanted {
                     return None;
                 }
-                let op = if n % 2 == 0 { "suspend" } else { "resume" };
-                Some(bank.operate(&http, &base, &cards[connection].0, op, "USER_DECISION").await.unwrap_or(0))
-            }
-        })
+                let path = &operations[connection][n % 2];
+                Some(request(Method::POST, path, &host, Some(bank.authorization()), Some(&body)))
+            },
+        )
         .await
     };
     if backlog.failed() > 0 {
@@ -725,5 +902,44 @@ impl IssuerStub {
 
     fn delivered(&self) -> usize {
         self.seen.lock().expect("the stub's set is never poisoned").len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_target_keeps_the_base_urls_host_and_path() {
+        let target = Target::resolve("http://127.0.0.1:8080/d1/").await.unwrap();
+        assert_eq!(target.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(target.host, "127.0.0.1:8080");
+        assert_eq!(target.path("/healthz"), "/d1/healthz");
+
+        let bare = Target::resolve("http://127.0.0.1").await.unwrap();
+        assert_eq!((bare.addr.port(), bare.path("/healthz")), (80, "/healthz".parse::<Uri>().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn a_target_the_generator_cannot_speak_to_is_refused() {
+        for base in ["https://127.0.0.1:8443", "127.0.0.1:8080", "not a url"] {
+            assert!(Target::resolve(base).await.is_err(), "{base} accepted");
+        }
+    }
+
+    #[test]
+    fn a_request_carries_host_token_and_json_only_when_given() {
+        let (path, host) = ("/healthz".parse::<Uri>().unwrap(), HeaderValue::from_static("127.0.0.1:1"));
+        let bare = request(Method::GET, &path, &host, None, None);
+        assert_eq!(bare.headers().len(), 1, "{bare:?}");
+        assert_eq!(bare.headers()[HOST], "127.0.0.1:1");
+
+        let body = operation_body("USER_DECISION");
+        let token = HeaderValue::from_static("Bearer t");
+        let full = request(Method::POST, &path, &host, Some(token), Some(&body));
+        assert_eq!((full.method(), full.uri()), (&Method::POST, &path));
+        assert_eq!(full.headers()[AUTHORIZATION], "Bearer t");
+        assert_eq!(full.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(body, r#"{"reasonCode":"USER_DECISION"}"#);
     }
 }
