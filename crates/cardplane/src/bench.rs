@@ -73,9 +73,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub rounds: u16,
     /// Card registrations to prepare (each needs its JWE made ahead); the register phase stops
-    /// early when they run out.
-    #[arg(long, default_value_t = 100_000)]
-    pub cards: usize,
+    /// early when they run out. Default: 20,000 for each second of registration phases
+    /// (`--seconds` x `--rounds`, more than the fastest machine yet registers), at least 100,000.
+    #[arg(long)]
+    pub cards: Option<usize>,
     /// Drain: how many notifications the backlog holds.
     #[arg(long, default_value_t = 100_000)]
     pub notifications: usize,
@@ -100,6 +101,13 @@ pub struct BenchArgs {
 impl BenchArgs {
     fn baseline_duration(&self) -> Duration {
         Duration::from_secs(self.baseline_seconds.unwrap_or(self.seconds))
+    }
+
+    /// How many registrations to prepare: `--cards`, or enough for every registration phase.
+    fn cards(&self) -> usize {
+        const PER_SECOND: u64 = 20_000;
+        let enough = PER_SECOND.saturating_mul(self.seconds).saturating_mul(u64::from(self.rounds));
+        self.cards.unwrap_or_else(|| usize::try_from(enough).unwrap_or(usize::MAX).max(100_000))
     }
 
     fn lanes(&self) -> anyhow::Result<Lanes> {
@@ -139,7 +147,7 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
     let lifecycle_cards =
         if matches!(args.scenario, Scenario::Lifecycle | Scenario::Get | Scenario::Mix) { args.connections } else { 0 };
     // Only registrations use fresh cards: the other scenarios need none made (each is an ECDH).
-    let fresh_cards = if matches!(args.scenario, Scenario::Register | Scenario::Mix) { args.cards } else { 0 };
+    let fresh_cards = if matches!(args.scenario, Scenario::Register | Scenario::Mix) { args.cards() } else { 0 };
     let cards = prepare_cards(&bank, fresh_cards + lifecycle_cards);
     // The cards the other scenarios work on, one per connection, registered before the clock.
     let (standing, fresh) = cards.split_at(lifecycle_cards);
@@ -908,6 +916,26 @@ impl IssuerStub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn parsed(options: &[&str]) -> BenchArgs {
+        Command::parse_from(std::iter::once("bench").chain(options.iter().copied())).args
+    }
+
+    #[test]
+    fn enough_cards_are_prepared_for_every_registration_phase_unless_told() {
+        assert_eq!(parsed(&[]).cards(), 200_000, "10 s at 20,000/s");
+        assert_eq!(parsed(&["--seconds", "5", "--rounds", "3"]).cards(), 300_000);
+        assert_eq!(parsed(&["--seconds", "1"]).cards(), 100_000, "never fewer than 100,000");
+        assert_eq!(parsed(&["--seconds", "3600", "--cards", "1000000"]).cards(), 1_000_000);
+        assert_eq!(parsed(&["--cards", "42"]).cards(), 42);
+    }
 
     #[tokio::test]
     async fn a_target_keeps_the_base_urls_host_and_path() {
