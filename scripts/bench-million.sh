@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The scale run of docs/PERFORMANCE.md ("A million cards"), in one command:
 #
-#   scripts/bench-million.sh [BINARY]      # CARDS (1000000) and SECONDS_PER_PHASE (5) may be set
+#   scripts/bench-million.sh [BINARY]      # CARDS (1000000), SECONDS_PER_PHASE (5), CONNECTIONS (64)
 #
 # One server (worker off, as in the other runs) on an empty SQLite file: register, suspend/resume
 # and get are measured with `bench --url`; the file is filled through the API with CARDS
@@ -14,6 +14,7 @@ set -euo pipefail
 BIN=${1:-target/release/cardplane}
 CARDS=${CARDS:-1000000}
 SECONDS_PER_PHASE=${SECONDS_PER_PHASE:-5}
+CONNECTIONS=${CONNECTIONS:-64}
 DIR=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 URL="http://127.0.0.1:$PORT"
@@ -36,12 +37,12 @@ acknowledged=0
 bench() { # label, then bench options
   local label=$1 line
   shift
-  line=$("$BIN" bench --url "$URL" "$@" 2>&1 | grep -E ' x baseline' | tail -n 1)
+  line=$("$BIN" bench --url "$URL" --connections "$CONNECTIONS" "$@" 2>&1 | grep -E ' x baseline' | tail -n 1)
   printf '%-40s %s\n' "$label" "$(sed -E 's/^ +//' <<<"$line")"
   # Every run registers cards: the fresh ones of register, one per connection for the others.
   local ok
   ok=$(sed -nE 's/.*\(ok ([0-9]+),.*/\1/p' <<<"$line")
-  if [[ $line == *"register:"* ]]; then acknowledged=$((acknowledged + ok)); else acknowledged=$((acknowledged + 64)); fi
+  if [[ $line == *"register:"* ]]; then acknowledged=$((acknowledged + ok)); else acknowledged=$((acknowledged + CONNECTIONS)); fi
 }
 measure() { # when
   bench "$1, register" --scenario register --seconds "$SECONDS_PER_PHASE" --cards 150000
