@@ -15,6 +15,7 @@
 //! the standing cards) goes through `reqwest`.
 
 use anyhow::{Context, bail};
+use aws_lc_rs::agreement::{ECDH_P256, PrivateKey};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use axum::body::Bytes;
@@ -206,6 +207,8 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
         };
         async move { phase(lanes, &target, &label, connections, duration, request).await }
     };
+    // Timed now, with the server idle: each registration's one unavoidable cost.
+    let floor = (args.scenario == Scenario::Register).then(decryption_floor).transpose()?;
     let label = format!("{:?}", args.scenario).to_lowercase();
     let progress = Arc::new(Progress::new(args.connections));
     let requests = prepared(&target);
@@ -232,6 +235,21 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
         println!("{:>24}  ratio by round: {}", "", ratios.join(", "));
         (baseline, result)
     };
+    if let Some(floor) = floor {
+        // The ECDH of D1's `encryptedData` (ECDH-ES, P-256) is a fixed price per registration
+        // that differs between processors far more than a no-op request does (45 µs on one
+        // machine of ours, 73 µs on another with the faster `/healthz`): this line says how much
+        // of a registration's ratio the processor's P-256 arithmetic alone decides.
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let most = cores as f64 / floor.as_secs_f64();
+        println!(
+            "{:>24}: {:>9.1} µs of a core per encryptedData (parse, ECDH, KDF, AES-GCM; timed before the phases): \
+             {cores} cores decrypt at most {most:.0}/s = {:.3} x baseline",
+            "decryption floor",
+            floor.as_secs_f64() * 1e6,
+            most / baseline.throughput()
+        );
+    }
     if let Some(other) = &args.compare_with {
         let other = other.trim_end_matches('/').to_owned();
         let at = Target::resolve(&other).await?;
@@ -618,6 +636,26 @@ fn prepare_cards(bank: &Bank, count: usize) -> Vec<(String, Bytes)> {
         .collect();
     bar.finish_and_clear();
     cards
+}
+
+/// What one `encryptedData` decryption costs a core of this machine, the server's own code
+/// (`cardplane_jose::jwe`: parse, ECDH with the recipient's static key, Concat KDF, AES-256-GCM)
+/// on a JWE made as the prepared cards are, timed over 300 ms on this thread.
+fn decryption_floor() -> anyhow::Result<Duration> {
+    let recipient = PrivateKey::generate(&ECDH_P256).context("cannot make a P-256 key")?;
+    let public = recipient.compute_public_key().context("a P-256 key has a public half")?;
+    let public = P256PublicKey::from_sec1(public.as_ref()).context("aws-lc gave no uncompressed point")?;
+    let jwe = cardplane_jose::jwe::encrypt(br#"{"pan":"4111111111111111","exp":"1230"}"#, &public, "floor");
+    let decrypt = || cardplane_jose::jwe::ParsedJwe::parse(&jwe).and_then(|parsed| parsed.decrypt(&recipient));
+    for _ in 0..20 {
+        decrypt().context("the bench cannot decrypt its own JWE")?;
+    }
+    let (started, mut count) = (Instant::now(), 0u32);
+    while started.elapsed() < Duration::from_millis(300) {
+        std::hint::black_box(decrypt().context("the bench cannot decrypt its own JWE")?);
+        count += 1;
+    }
+    Ok(started.elapsed() / count)
 }
 
 /// The no-op route (`GET /healthz`, same middleware, same connections), measured and printed: the

@@ -703,6 +703,11 @@ async fn the_bench_command_compares_with_another_server() {
     assert!(succeeded, "{stdout}");
     let compared = stdout.lines().find(|l| l.trim_start().starts_with("compared:")).expect("a comparison line");
     assert!(compared.contains("x the requests/s of register at"), "{stdout}");
+    // A registration run also says what one decryption of `encryptedData` costs this machine.
+    let floor = stdout.lines().find(|l| l.trim_start().starts_with("decryption floor:")).expect("a floor line");
+    let micros: f64 = floor.split(':').nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
+    let ratio: f64 = floor.split("= ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
+    assert!(micros > 1.0 && micros < 100_000.0 && ratio > 0.0, "{stdout}");
     let put = mock.received_requests().await.unwrap_or_default();
     assert!(!put.is_empty(), "the compared server saw no request");
     let tokens: std::collections::BTreeSet<_> =
