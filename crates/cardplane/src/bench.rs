@@ -112,9 +112,13 @@ impl BenchArgs {
     }
 
     fn lanes(&self) -> anyhow::Result<Lanes> {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        Lanes::start(self.threads.map_or(cores, usize::from)).context("cannot start the load generator's threads")
+        Lanes::start(self.threads.map_or_else(cores, usize::from)).context("cannot start the load generator's threads")
     }
+}
+
+/// The machine's cores, which the load generator's threads and the floor's ceiling count.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// Runs the benchmark and prints its figures.
@@ -248,7 +252,7 @@ async fn measure(args: &BenchArgs, base: &str) -> anyhow::Result<()> {
         // that differs between processors far more than a no-op request does (45 µs on one
         // machine of ours, 73 µs on another with the faster `/healthz`): this line says how much
         // of a registration's ratio the processor's P-256 arithmetic alone decides.
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let cores = cores();
         let most = cores as f64 / floor.as_secs_f64();
         println!(
             "{:>24}: {:>9.1} µs of a core per encryptedData (parse, ECDH, KDF, AES-GCM; by round {}): \
