@@ -19,8 +19,8 @@
 //! thread that asked for it: a unit of reads is a few B-tree lookups, cheaper than the two thread
 //! hops a blocking thread would add (a card read went 36% faster without them). WAL mode lets them
 //! proceed while the writer commits, each on a consistent snapshot, and never makes them wait for
-//! it, so a read does not hold up the other connections of its HTTP thread. A read is answered only once everything it could have
-//! seen is on disk (`syncer`). sqlx is used for the migrations only.
+//! it, so a read does not hold up the other connections of its HTTP thread. A read is answered only
+//! once everything it could have seen is on disk (`syncer`). sqlx is used for the migrations only.
 //!
 //! The writer does not checkpoint: a thread of its own copies the WAL into the database file
 //! (`checkpoint`). It only catches up, between two batches, when the checkpointer asks, so that the
@@ -232,6 +232,7 @@ impl Readers {
     async fn read(self: &Arc<Self>, work: BoxedWork, vault: Arc<dyn Vaults>) -> Result<Erased, AppError> {
         let _permit = self.permits.acquire().await.expect("the readers' semaphore is never closed");
         let mut conn = self.take().map_err(native_backend)?;
+        // One transaction so that every read of the unit sees the same snapshot.
         control(&mut conn, "BEGIN").map_err(backend)?;
         let outcome = {
             let mut tx = SqlTx { conn: &mut conn, vault: vault.as_ref() };
