@@ -206,41 +206,33 @@ impl Readers {
         self.idle.lock().expect("the reader list lock is never poisoned").push(conn);
     }
 
-    /// Runs `f` with a read connection on a blocking thread, where its statements are direct calls.
-    /// The connection is kept for the next read only if `f` succeeded.
-    async fn with_connection<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&mut NativeConn) -> Result<T, StoreError> + Send + 'static,
+    /// Runs `f` with a read connection, on this thread: its statements are direct calls and its
+    /// futures are ready at once, so it does not yield while it holds the connection. The
+    /// connection is kept for the next read only if `f` succeeded.
+    async fn with_connection<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut NativeConn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        // Owned and moved into the blocking task, so that a caller who goes away does not free the
-        // permit while its read still holds a connection.
-        let permit = Arc::clone(&self.permits).acquire_owned().await.expect("the readers' semaphore is never closed");
-        let readers = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let mut conn = readers.take().map_err(native_backend)?;
-            let outcome = f(&mut conn)?;
-            readers.give_back(conn);
-            Ok(outcome)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(Box::new(e)))?
-    }
-
-    /// Runs `work` on one snapshot, on this thread: its statements are direct calls and its
-    /// futures are ready at once, so it does not yield while it holds the connection.
-    async fn read(self: &Arc<Self>, work: BoxedWork, vault: Arc<dyn Vaults>) -> Result<Erased, AppError> {
         let _permit = self.permits.acquire().await.expect("the readers' semaphore is never closed");
         let mut conn = self.take().map_err(native_backend)?;
-        // One transaction so that every read of the unit sees the same snapshot.
-        control(&mut conn, "BEGIN").map_err(backend)?;
-        let outcome = {
-            let mut tx = SqlTx { conn: &mut conn, vault: vault.as_ref() };
-            crate::contain_panic(work(&mut tx)).await
-        };
-        control(&mut conn, "COMMIT").map_err(backend)?;
+        let outcome = f(&mut conn).await?;
         self.give_back(conn);
-        outcome
+        Ok(outcome)
+    }
+
+    /// Runs `work` on one snapshot.
+    async fn read(&self, work: BoxedWork, vault: Arc<dyn Vaults>) -> Result<Erased, AppError> {
+        self.with_connection(async move |conn| {
+            // One transaction so that every read of the unit sees the same snapshot.
+            control(conn, "BEGIN").map_err(backend)?;
+            let outcome = {
+                let mut tx = SqlTx { conn: &mut *conn, vault: vault.as_ref() };
+                crate::contain_panic(work(&mut tx)).await
+            };
+            control(conn, "COMMIT").map_err(backend)?;
+            Ok(outcome)
+        })
+        .await?
     }
 }
 
@@ -499,7 +491,7 @@ impl Store for SqliteStore {
     async fn check_ready(&self) -> Result<(), StoreError> {
         let applied = self
             .readers
-            .with_connection(|conn| {
+            .with_connection(async |conn| {
                 native::query_as(crate::APPLIED_MIGRATIONS).fetch_all(conn).into_inner().map_err(backend)
             })
             .await?;
@@ -648,9 +640,11 @@ mod tests {
                 let (readers, running, most) = (Arc::clone(readers), Arc::clone(&running), Arc::clone(&most));
                 tokio::spawn(async move {
                     readers
-                        .with_connection(move |_conn| {
+                        .with_connection(async move |_conn| {
                             most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
-                            std::thread::sleep(Duration::from_millis(20));
+                            // Yields while it holds the connection, as no real read does, so that
+                            // every read of the burst is in flight at once.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
                             running.fetch_sub(1, Ordering::SeqCst);
                             Ok(())
                         })
