@@ -37,7 +37,9 @@ acknowledged=0
 bench() { # label, then bench options
   local label=$1 line
   shift
-  line=$("$BIN" bench --url "$URL" --connections "$CONNECTIONS" "$@" 2>&1 | grep -E ' x baseline' | tail -n 1)
+  # The scenario's own line: a registration run ends with a `decryption floor` line that is a ratio
+  # to the baseline too, but carries no `(ok N` count.
+  line=$("$BIN" bench --url "$URL" --connections "$CONNECTIONS" "$@" 2>&1 | grep -E ' x baseline +\(ok ' | tail -n 1)
   printf '%-40s %s\n' "$label" "$(sed -E 's/^ +//' <<<"$line")"
   # Every run registers cards: the fresh ones of register, one per connection for the others.
   local ok
